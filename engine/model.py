@@ -1,0 +1,128 @@
+"""The GPT: pre-LN minGPT layout (learned absolute positions, GELU MLP 4x, biases on every
+Linear but the head, untied embeddings). One file; the KV cache is a forward argument."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .tokenizer import VOCAB_SIZE
+
+ATTENTION_BACKENDS = ("math", "sdpa")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    n_layer: int = 4
+    n_head: int = 8
+    n_embd: int = 256
+    block_size: int = 300  # longest prompt + answer the positions cover
+    vocab_size: int = VOCAB_SIZE
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+PRESETS: dict[str, GPTConfig] = {
+    "tiny": GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=300),
+    "default": GPTConfig(n_layer=4, n_head=8, n_embd=256, block_size=300),
+    "paper": GPTConfig(n_layer=6, n_head=8, n_embd=512, block_size=300),  # the seed's 19,100,672
+}
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)  # query, key, value stacked in that order
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+
+    def forward(self, x, layer: int, mask, cache, attention: str):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, H, S, D): everything cached so far plus this step
+        if attention == "sdpa":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, H, T, S)
+            if mask is not None:
+                att = att.masked_fill(~mask, float("-inf"))
+            elif T > 1:
+                att = att.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), float("-inf"))
+            y = F.softmax(att, dim=-1) @ v
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = SelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd))
+
+    def forward(self, x, layer, mask, cache, attention):
+        x = x + self.attn(self.ln1(x), layer, mask, cache, attention)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos_emb = nn.Parameter(torch.zeros(1, cfg.block_size, cfg.n_embd))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        nn.init.normal_(self.pos_emb, std=0.02)
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx: torch.Tensor, pos: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                cache=None, attention: str = "sdpa") -> torch.Tensor:
+        """idx (B, T) token ids -> logits (B, T, V).
+
+        pos:  (B, T) or (T,) position ids; default 0..T-1 after whatever the cache holds.
+        mask: bool (B, 1, T, S), True where a query may attend a key; S counts cached keys too.
+              None means plain causal attention over the whole (cached + new) sequence.
+        cache: an object with update(layer, k, v) -> (k_all, v_all) (see engine.cache); the
+              caller advances it after the forward.
+        """
+        if attention not in ATTENTION_BACKENDS:
+            raise ValueError(f"unknown attention backend {attention!r}; choose from {ATTENTION_BACKENDS}")
+        B, T = idx.shape
+        if pos is None:
+            start = 0 if cache is None else cache.pos
+            pos = torch.arange(start, start + T, device=idx.device)
+        if int(pos.max()) >= self.config.block_size:
+            raise ValueError(f"position {int(pos.max())} is beyond the block size {self.config.block_size}")
+        if mask is None and cache is not None and cache.pos > 0 and T > 1:
+            S = cache.pos + T  # causal over new queries against cached + new keys
+            mask = torch.ones(T, S, dtype=torch.bool, device=idx.device).tril(diagonal=cache.pos)
+        x = self.tok_emb(idx) + self.pos_emb[0, pos]
+        for i, block in enumerate(self.blocks):
+            x = block(x, i, mask, cache, attention)
+        return self.head(self.ln_f(x))
