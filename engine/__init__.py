@@ -1,0 +1,10 @@
+"""PolyDecode Lab engine: torch only. demo/ uses only the names exported here."""
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
+from .data import ALL_PAIRS, Problem, generate, read_dataset
+from .decode import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, MAX_WIDTH, Answer, Beam,
+                     DecodeOptions, Decoded, Hypothesis, Step, best_answer, decode, preset, rank_answers,
+                     run_to_completion, solve)
+from .model import GPT, PRESETS, GPTConfig
+from .polynomial import (Poly, PolynomialError, Verdict, canonical_inner, degree, from_prefix, to_latex, to_prefix,
+                         to_unicode, verify)
+from .tokenizer import PAD_ID, SEP_ID, VOCAB, decode_text, encode
