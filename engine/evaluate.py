@@ -1,0 +1,99 @@
+"""Verified accuracy on seed-format problem files.
+
+    python -m engine.evaluate --data test_dataset_2_2.txt [--data ...] [--decoder greedy|beam] [--width W]
+                              [--limit N] [--checkpoint PATH] [--predictions OUT] [--json]
+
+An answer counts when it verifies (DESIGN.md: f is an integer polynomial in Q and 2 <= deg Q < deg f); the
+reference answer in the file is never compared as a string. For beam search the reported answer is the
+highest-scoring beam that verifies (verification is cheap and exact), else the highest-scoring beam.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from .data import read_dataset
+from .decode import DecodeOptions, best_answer, preset, solve
+
+
+def evaluate_file(model, path: str, opts: DecodeOptions, limit: int | None, batch_size: int,
+                  predictions=None, progress: bool = True) -> dict:
+    problems = list(read_dataset(path))[:limit]
+    verified, t0 = 0, time.perf_counter()
+    bar = tqdm(total=len(problems), desc=os.path.basename(path), disable=not progress, leave=False)
+    # Sorting by prompt length keeps padding low inside each batch; predictions are written in file order.
+    order = sorted(range(len(problems)), key=lambda k: len(problems[k].prompt))
+    answers: dict[int, str] = {}
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo: lo + batch_size]
+        results = solve(model, [problems[k].f for k in idx], opts)
+        for k, ranked in zip(idx, results):
+            best = best_answer(ranked)
+            verified += bool(best and best.verified)
+            answers[k] = best.prefix if best else ""
+        bar.update(len(idx))
+        bar.set_postfix(acc=f"{verified / (lo + len(idx)):.1%}")
+    bar.close()
+    if predictions is not None:
+        for k, p in enumerate(problems):
+            predictions.write(f"{p.prompt} ⁇ {answers[k]}".rstrip() + "\n")
+    n = len(problems)
+    return {"file": path, "decoder": opts.decoder, "width": opts.width if opts.decoder == "beam" else 1,
+            "problems": n, "verified": verified, "accuracy": verified / n if n else 0.0,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'file':<32} {'decoder':<8} {'width':>5} {'problems':>8} {'verified':>8} {'accuracy':>8} {'sec':>7}"]
+    for r in rows:
+        lines.append(f"{os.path.basename(r['file']):<32} {r['decoder']:<8} {r['width']:>5} {r['problems']:>8} "
+                     f"{r['verified']:>8} {r['accuracy']:>8.1%} {r['seconds']:>7.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Verified accuracy of the model on seed-format files.")
+    ap.add_argument("--data", action="append", required=True, help="a seed-format file (repeatable)")
+    ap.add_argument("--decoder", default="greedy", choices=("greedy", "beam"))
+    ap.add_argument("--width", type=int, default=10, help="beam width (beam only)")
+    ap.add_argument("--limit", type=int, default=None, help="first N problems of each file")
+    ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    ap.add_argument("--predictions", default=None, help="write `<f> ⁇ <answer>` lines here")
+    ap.add_argument("--batch-size", type=int, default=64, help="problems decoded together")
+    ap.add_argument("--max-new", type=int, default=40)
+    ap.add_argument("--json", action="store_true", help="print only the JSON line")
+    args = ap.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        ap.error("--limit must be >= 1")
+    try:
+        model, meta = load_checkpoint(args.checkpoint)
+        opts = preset("fastest", decoder=args.decoder, width=args.width if args.decoder == "beam" else 1,
+                      max_new=args.max_new)
+        rows = []
+        out = open(args.predictions, "w", encoding="utf-8") if args.predictions else None
+        try:
+            for path in args.data:
+                rows.append(evaluate_file(model, path, opts, args.limit, args.batch_size, out,
+                                          progress=not args.json))
+        finally:
+            if out:
+                out.close()
+    except (OSError, ValueError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not args.json:
+        print(format_table(rows))
+    print(json.dumps({"results": rows, "checkpoint": args.checkpoint, "trained": bool(meta.get("trained")),
+                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
