@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     log_fh = open(os.path.join(args.run_dir, "log.csv"), "a", newline="")
     val_fh = open(os.path.join(args.run_dir, "val.csv"), "a", newline="")
     log_w, val_w = csv.writer(log_fh), csv.writer(val_fh)
-    bar = tqdm(total=args.max_steps, initial=step, desc="train", dynamic_ncols=True)
+    # With a time budget the bar counts training minutes; otherwise steps.
+    bar = tqdm(total=round(args.minutes, 1) if args.minutes else args.max_steps, desc="train", dynamic_ncols=True,
+               initial=round(elapsed / 60, 1) if args.minutes else step, unit="min" if args.minutes else "step")
     last_save = time.time()
     model.train()
     try:
@@ -220,8 +222,8 @@ def main(argv: list[str] | None = None) -> None:
             elapsed += dt
             step += 1
             tok_s = x.numel() / dt
-            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tok_s:,.0f}", T=x.size(1))
-            bar.update(1)
+            bar.set_postfix(step=step, loss=f"{loss.item():.3f}", tok_s=f"{tok_s:,.0f}", T=x.size(1))
+            bar.update(dt / 60 if args.minutes else 1)
             log_w.writerow([step, f"{elapsed:.1f}", f"{loss.item():.4f}", f"{tok_s:.0f}", x.size(0), x.size(1),
                             f"{lr:.2e}"])
             finished = progress(step, elapsed, args) >= 1.0
