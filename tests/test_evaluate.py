@@ -1,0 +1,57 @@
+"""engine.evaluate: the JSON line, the predictions file, and that "verified" means verified."""
+import json
+
+import pytest
+import torch
+
+from engine.checkpoint import save_checkpoint
+from engine.data import generate, parse_line, write_dataset
+from engine.evaluate import main
+from engine.model import GPT, PRESETS
+from engine.polynomial import from_prefix, verify
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_checkpoint(GPT(PRESETS["tiny"]), str(tmp_path_factory.mktemp("ck") / "tiny"))
+
+
+def test_json_line_and_predictions(tmp_path, tiny_ckpt, capsys):
+    """Guards against counting string matches, or predictions that drift from the problems' order."""
+    data = tmp_path / "test_dataset_2_2.txt"
+    problems = generate(2, 2, 12, seed=5)
+    # Seed-format files may use '?' and contain blank lines.
+    data.write_text("\n".join(p.line().replace("⁇", "?") for p in problems) + "\n\n", encoding="utf-8")
+    preds = tmp_path / "preds.txt"
+    rc = main(["--data", str(data), "--decoder", "beam", "--width", "3", "--limit", "10",
+               "--checkpoint", tiny_ckpt, "--predictions", str(preds), "--batch-size", "4"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (row,) = out["results"]
+    assert (row["decoder"], row["width"], row["problems"]) == ("beam", 3, 10)
+    lines = preds.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 10
+    recount = 0
+    for line, prob in zip(lines, problems):
+        prompt, _, answer = line.partition(" ⁇")
+        assert from_prefix(prompt) == prob.f
+        if answer.strip():
+            recount += verify(prob.f, from_prefix(answer.strip())).ok
+    assert recount == row["verified"]
+    assert row["accuracy"] == pytest.approx(row["verified"] / 10)
+
+
+def test_reference_answers_are_not_needed_and_bad_files_are_reported(tmp_path, tiny_ckpt, capsys):
+    bad = tmp_path / "bad.txt"
+    good_line = generate(2, 2, 1, seed=1)[0].line()
+    bad.write_text(good_line + "\n+ P 1 * ⁇ P 1\n", encoding="utf-8")
+    assert main(["--data", str(bad), "--checkpoint", tiny_ckpt]) == 2
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    data = tmp_path / "d.txt"
+    write_dataset(str(data), generate(2, 2, 2, seed=0))
+    assert main(["--data", str(data), "--checkpoint", str(tmp_path / "nope")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
