@@ -8,3 +8,5 @@ from .model import GPT, PRESETS, GPTConfig
 from .polynomial import (Poly, PolynomialError, Verdict, canonical_inner, degree, from_prefix, to_latex, to_prefix,
                          to_unicode, verify)
 from .tokenizer import PAD_ID, SEP_ID, VOCAB, decode_text, encode
+from .data import DatasetError, out_of_domain
+from .polynomial import classical_decomposition, describe_decomposition, parse_polynomial

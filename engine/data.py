@@ -13,7 +13,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from .polynomial import Poly, PolynomialError, canonical_inner, compose, from_prefix, to_prefix
+from .polynomial import Poly, PolynomialError, canonical_inner, compose, degree, from_prefix, to_prefix
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,11 @@ COEFF_RANGE = 20  # coefficients of P and Q are uniform in [-20, 20]
 DEGREES = (2, 3, 4)
 ALL_PAIRS: tuple[tuple[int, int], ...] = tuple((i, j) for i in DEGREES for j in DEGREES)
 SEPARATORS = ("⁇", "?")
+TRAINED_DEGREES = tuple(sorted({i * j for i, j in ALL_PAIRS}))  # deg f = deg P * deg Q: 4 6 8 9 12 16
+
+
+class DatasetError(ValueError):
+    """A malformed dataset line; the message names the file (when known) and the line number."""
 
 
 @dataclass(frozen=True)
@@ -101,28 +106,71 @@ def write_dataset(path: str, problems: list[Problem]) -> None:
     os.replace(tmp, path)  # never leave a half-written file behind
 
 
-def parse_line(line: str, lineno: int = 0) -> Problem:
+def parse_line(line: str, lineno: int = 0, path: str = "") -> Problem:
+    """`<f> ⁇ <Q>` (or `?`); the answer may end with one more separator or be empty (prompt only)."""
     toks = line.split()
     seps = [k for k, t in enumerate(toks) if t in SEPARATORS]
-    where = f"line {lineno}: " if lineno else ""
+    where = ", ".join(x for x in (path, f"line {lineno}" if lineno else "") if x)
+    where = f"{where}: " if where else ""
     if not seps:
-        raise ValueError(f"{where}no separator (⁇ or ?) between prompt and answer")
+        raise DatasetError(f"{where}no separator (⁇ or ?) between prompt and answer")
     k = seps[0]
+    ans = toks[k + 1:]
+    if ans and ans[-1] in SEPARATORS:
+        ans = ans[:-1]
+    if any(t in SEPARATORS for t in ans):
+        raise DatasetError(f"{where}more than one separator between prompt and answer")
     try:
         f = from_prefix(" ".join(toks[:k]))
-        ans = [t for t in toks[k + 1:] if t not in SEPARATORS]
         q = from_prefix(" ".join(ans)) if ans else ()
     except PolynomialError as e:
-        raise ValueError(f"{where}{e}") from None
+        raise DatasetError(f"{where}{e}") from None
     return Problem(f, q)
 
 
 def read_dataset(path: str) -> Iterator[Problem]:
-    """Problems from a seed-format file; blank lines skipped, `?` accepted as separator."""
+    """Problems from a seed-format file; blank lines skipped, `?` accepted as separator.
+    A malformed line raises DatasetError naming the file and the line number."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if line.strip():
-                yield parse_line(line, lineno)
+                yield parse_line(line, lineno, path)
+
+
+# ---------------------------------------------------------------- training domain
+
+def _lead_possible(lead: int, outer_deg: int) -> bool:
+    """lead = p * q^outer_deg for some |p|, |q| in 1..COEFF_RANGE (the leading coefficient of P(Q))."""
+    return any(lead % q ** outer_deg == 0 and abs(lead // q ** outer_deg) <= COEFF_RANGE
+               for q in range(1, COEFF_RANGE + 1))
+
+
+def _coefficient_bound(outer_deg: int, inner_deg: int) -> int:
+    """Every |coefficient| of P(Q) is at most sum_k |p_k| * |Q|_1^k <= r * sum_k (r * (inner_deg + 1))^k."""
+    r = COEFF_RANGE
+    return r * sum((r * (inner_deg + 1)) ** k for k in range(outer_deg + 1))
+
+
+def out_of_domain(f: Poly) -> str | None:
+    """A warning when f is unlike every training problem (P and Q of degree 2..4 with coefficients in
+    [-20, 20]), naming the rules that tripped; None when f could have come from training."""
+    d = degree(f)
+    pairs = [(i, j) for i, j in ALL_PAIRS if i * j == d]
+    if not pairs:
+        return (f"degree {max(d, 0)} is outside training: the model saw f = P(Q) with deg P and deg Q in "
+                f"{{2, 3, 4}}, so deg f in {{{', '.join(map(str, TRAINED_DEGREES))}}}")
+    reasons = []
+    outer_degs = sorted({i for i, _ in pairs})
+    if not any(_lead_possible(f[-1], i) for i in outer_degs):
+        forms = " or ".join(f"p·q^{i}" for i in outer_degs)
+        reasons.append(f"leading coefficient {f[-1]} is not {forms} with |p|, |q| <= {COEFF_RANGE}, "
+                       f"as it is for every trained problem of degree {d}")
+    bound = max(_coefficient_bound(i, j) for i, j in pairs)
+    big = max(abs(c) for c in f)
+    if big > bound:
+        reasons.append(f"a coefficient of size {big} exceeds {bound}, the most a trained problem of "
+                       f"degree {d} can have")
+    return "; ".join(reasons) or None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from math import gcd, lcm
+from typing import Iterable
 
 Poly = tuple[int, ...]
 
@@ -17,12 +19,12 @@ class PolynomialError(ValueError):
     def __init__(self, message: str, column: int | None = None):
         self.message = message
         self.column = column
-        super().__init__(message if column is None else f"{message} (column {column})")
+        super().__init__(message if column is None else f"{message} at column {column}")
 
 
 # ---------------------------------------------------------------- arithmetic
 
-def normalize(coeffs) -> Poly:
+def normalize(coeffs: Iterable[int]) -> Poly:
     c = [int(x) for x in coeffs]
     while c and c[-1] == 0:
         c.pop()
@@ -63,7 +65,6 @@ def compose(outer: Poly, inner: Poly) -> Poly:
 
 
 def content(p: Poly) -> int:
-    from math import gcd
     g = 0
     for c in p:
         g = gcd(g, c)
@@ -112,6 +113,7 @@ def to_prefix_tokens(p: Poly, var: str = "a") -> list[str]:
 
 
 def to_prefix(p: Poly, var: str = "a") -> str:
+    """The seed prefix tokens joined by single spaces."""
     return " ".join(to_prefix_tokens(p, var))
 
 
@@ -119,12 +121,15 @@ _VARIABLES = ("a", "b", "c", "d", "e", "x", "y", "z")
 
 
 class _PrefixReader:
-    def __init__(self, tokens: list[str]):
+    def __init__(self, tokens: list[str], columns: list[int] | None = None):
         self.toks = tokens
+        self.columns = columns  # text column of each token, plus one for the end
         self.i = 0
         self.var: str | None = None
 
     def fail(self, msg: str):
+        if self.columns:  # the error then reads "... at column N"
+            raise PolynomialError(f"bad prefix expression: {msg}", self.columns[min(self.i, len(self.columns) - 1)])
         raise PolynomialError(f"bad prefix expression: {msg} at token {self.i + 1}")
 
     def next(self) -> str:
@@ -186,9 +191,10 @@ class _PrefixReader:
         return normalize([self.number()])
 
 
-def from_prefix_tokens(tokens: list[str]) -> Poly:
-    """Parse a seed-format prefix expression (the inverse of to_prefix_tokens)."""
-    r = _PrefixReader(list(tokens))
+def from_prefix_tokens(tokens: list[str], columns: list[int] | None = None) -> Poly:
+    """Parse a seed-format prefix expression (the inverse of to_prefix_tokens). `columns`, when given,
+    holds each token's 1-based text column (and one past the end) so errors can point into the text."""
+    r = _PrefixReader(list(tokens), columns)
     if not r.toks:
         raise PolynomialError("empty prefix expression")
     p = r.expr()
@@ -198,6 +204,7 @@ def from_prefix_tokens(tokens: list[str]) -> Poly:
 
 
 def from_prefix(text: str) -> Poly:
+    """Parse space-separated seed prefix tokens."""
     return from_prefix_tokens(text.split())
 
 
@@ -235,6 +242,7 @@ def to_unicode(p: Poly, var: str = "a") -> str:
 
 
 def to_latex(p: Poly, var: str = "a") -> str:
+    """LaTeX, descending degree: 3a^{2} - 2a + 1."""
     return _format(p, var, lambda k: "^{%d}" % k)
 
 
@@ -288,3 +296,63 @@ def verify(f: Poly, q: Poly) -> Verdict:
     if outer is None:
         return Verdict(False, None, "f is not an integer polynomial in Q")
     return Verdict(True, outer, "")
+
+
+# ---------------------------------------------------------------- the classical answer
+
+MAX_DECOMPOSE_DEGREE = 64
+
+
+def _integer_inner(coeffs: list[Fraction]) -> Poly:
+    """A rational inner polynomial (descending coefficients) as its canonical integer multiple."""
+    m = lcm(*(c.denominator for c in coeffs))
+    return canonical_inner(normalize(int(c * m) for c in reversed(coeffs)))
+
+
+def classical_decomposition(f: Poly) -> list[Poly]:
+    """sympy's functional decomposition of f, outermost first: f = g1(g2(...(gn))). [f] if there is none.
+
+    sympy decomposes over the rationals (over the integers it misses every decomposition whose
+    inner leading coefficient is not ±1). Each inner part is turned into its canonical integer
+    form (canonical_inner) and each outer part recovered exactly with q_adic_expansion, so all
+    components are integer polynomials whose composition is f; a split with no integer form is
+    merged into its neighbour. The sympy Poly is built from the coefficients, never from text.
+    """
+    f = normalize(f)
+    if degree(f) > MAX_DECOMPOSE_DEGREE:
+        raise PolynomialError(f"degree {degree(f)} is above the limit of {MAX_DECOMPOSE_DEGREE} "
+                              "for the classical decomposition")
+    if degree(f) < 4:  # degree 0..3: nothing composes to it non-trivially
+        return [f]
+    import sympy  # heavy to import; only this function needs it
+
+    a = sympy.Symbol("a")
+    parts = sympy.Poly(list(reversed(f)), a, domain=sympy.QQ).decompose()
+    inners: list[Poly] = []  # g_k(...(gn)) for k = 2..n, as integer polynomials, outermost first
+    h = None
+    for g in reversed(parts[1:]):
+        h = g if h is None else g.compose(h)
+        inners.insert(0, _integer_inner([Fraction(int(c.p), int(c.q)) for c in h.all_coeffs()]))
+    out, current = [], f
+    for inner in inners:
+        outer = q_adic_expansion(current, inner)
+        if outer is not None:
+            out.append(outer)
+            current = inner
+    return out + [current]
+
+
+def describe_decomposition(f: Poly) -> str:
+    """The classical answer in words, e.g. "f = P(Q), Q = a² + 3a, P = 2a² - 1"."""
+    parts = classical_decomposition(f)
+    if len(parts) == 1:
+        return f"sympy finds no decomposition of f = {to_unicode(normalize(f))} (degree {max(degree(f), 0)})"
+    names = ["P", *"RSTU"[:len(parts) - 2], "Q"]  # at most 6 parts for degree <= 64
+    nested = names[-1]
+    for name in reversed(names[:-1]):
+        nested = f"{name}({nested})"
+    return ", ".join([f"f = {nested}"] + [f"{n} = {to_unicode(p)}" for n, p in reversed(list(zip(names, parts)))])
+
+
+# parse.py builds on this module; the parser is re-exported here so one import gives everything.
+from .parse import parse_polynomial  # noqa: E402
