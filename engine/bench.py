@@ -1,0 +1,135 @@
+"""Benchmarks: where decoding time goes and which optimisation pays, measured on this machine.
+
+    python -m engine.bench generation [--runs 20] [--warmup 5]   # the seed's V1/V2/V3 table, plus fastest
+    python -m engine.bench beam                                  # 30 problems of (2,2), widths 5 and 10
+    python -m engine.bench hf                                    # ours vs transformers generate()
+    python -m engine.bench sweep                                 # when does a KV cache pay? (+ sweep.html)
+    common: [--json] [--checkpoint PATH | --preset tiny|default|paper] [--smoke] [--out DIR]
+
+Each prints a table (unless --json) and then one JSON line: {"suite", "machine", "rows", "summary", ...}.
+The result is also written to <out>/<suite>.json (the sweep's chart beside it as sweep.html). With
+--preset the weights are random and END is made unreachable, so every configuration generates the same
+number of tokens; with a checkpoint (default: the shipped one) answers stop at END.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Callable
+
+from .bench_suites import beam, generation, hf
+from .bench_sweep import sweep
+from .bench_util import Progress, load_subject, machine
+
+log = logging.getLogger(__name__)
+
+SUITES: tuple[str, ...] = ("generation", "beam", "hf", "sweep")
+DEFAULT_OUT = os.path.join("profiles", "bench")
+# runs, warmup per suite (full / smoke), and the smoke sizes that keep CI to seconds
+DEFAULTS = {"generation": ((20, 5), (2, 1)), "beam": ((1, 1), (1, 1)), "hf": ((3, 1), (1, 1)),
+            "sweep": ((1, 1), (1, 1))}
+SMOKE_PROBLEMS = {"beam": 3, "hf": 4}
+
+
+def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup: int | None = None,
+              checkpoint: str | None = None, preset: str | None = None, progress: Progress | None = None,
+              out_dir: str | None = DEFAULT_OUT) -> dict:
+    """Run one suite and return its result (the object the CLI prints as its last line).
+
+    smoke: tiny random model, few problems, small grid (seconds). out_dir: where <suite>.json (and the
+    sweep's HTML) are written; None writes nothing. Raises ValueError for an unknown suite or bad counts."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
+    full, small = DEFAULTS[name]
+    runs = (small if smoke else full)[0] if runs is None else runs
+    warmup = (small if smoke else full)[1] if warmup is None else warmup
+    if runs < 1 or warmup < 0:
+        raise ValueError("runs must be >= 1 and warmup >= 0")
+    subject = load_subject(checkpoint, preset, smoke)
+    if name == "generation":
+        result = generation(subject, runs, warmup, progress)
+    elif name == "beam":
+        result = beam(subject, runs, warmup, n=SMOKE_PROBLEMS["beam"] if smoke else 30, progress=progress)
+    elif name == "hf":
+        result = hf(subject, runs, warmup, n=SMOKE_PROBLEMS["hf"] if smoke else 12, progress=progress)
+    else:
+        result = sweep(subject, runs, warmup, smoke=smoke, out_dir=out_dir, progress=progress)
+        result["model"] = "random weights per size (END unreachable)"
+    result.setdefault("machine", machine(subject.device))
+    result["smoke"] = smoke
+    if progress is not None:
+        progress(1.0, f"{name} done")
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, f"{name}.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2)
+        os.replace(path + ".tmp", path)
+        result["json"] = path
+    return result
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def format_table(result: dict) -> str:
+    """A readable markdown table with a header stating machine, model and settings, and the summary."""
+    m = result.get("machine", {})
+    lines = [f"## {result['suite']} benchmark" + (" (smoke)" if result.get("smoke") else ""), "",
+             f"- Machine: {m.get('cpu', '?')}, {m.get('threads', '?')} threads, torch {m.get('torch', '?')}, "
+             f"device {m.get('device', '?')}",
+             f"- Model: {result.get('model', '?')}",
+             "- Settings: " + ", ".join(f"{k}={v}" for k, v in result.get("settings", {}).items())]
+    lines += [f"- {d}" for d in result.get("definitions", [])]
+    cols = result["columns"]
+    cells = [[_cell(r.get(c, "")) for c in cols] for r in result["rows"]]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    lines += ["", "| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)) + " |",
+              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(v.rjust(w) for v, w in zip(row, widths)) + " |" for row in cells]
+    lines += ["", "Summary:"]
+    for k, v in result["summary"].items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a} {_cell(b)}" for a, b in v.items())
+        lines.append(f"- {k}: {_cell(v)}")
+    lines += [f"- note: {n}" for n in result.get("notes", [])]
+    if result.get("html"):
+        lines.append(f"- chart: {result['html']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+    ap = argparse.ArgumentParser(description="Decoding benchmarks; a table, then one JSON line.")
+    ap.add_argument("suite", choices=SUITES)
+    ap.add_argument("--json", action="store_true", help="print only the JSON line")
+    ap.add_argument("--runs", type=int, default=None, help="measured runs (suite default when left out)")
+    ap.add_argument("--warmup", type=int, default=None, help="unmeasured runs first (suite default when left out)")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", default=None, help="trained weights (default: weights/default)")
+    src.add_argument("--preset", default=None, help="random weights of a model preset: tiny, default, paper")
+    ap.add_argument("--smoke", action="store_true", help="tiny model, few problems, small grid: seconds")
+    ap.add_argument("--out", default=DEFAULT_OUT, help="directory for <suite>.json and sweep.html")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = run_suite(args.suite, smoke=args.smoke, runs=args.runs, warmup=args.warmup,
+                           checkpoint=args.checkpoint, preset=args.preset, out_dir=args.out)
+    except ValueError as e:
+        ap.error(str(e))
+    if not args.json:
+        out(format_table(result))
+        out("")
+    out(json.dumps(result, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The generation, beam and hf benchmark suites. Each returns the result object that bench.py prints.
+
+A result is {"suite", "machine", "model", "settings", "definitions", "columns", "rows", "summary", "notes"}:
+`rows` hold one object per table row with the `columns`, `summary` the headline speedups and the
+identical-output flags.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .bench_util import (Progress, Subject, machine, matmul_gflops, max_new_for, problems, prompt_ids, repeat,
+                         report, run_ours, stats, timed, top_ids)
+from .decode import best_answer, preset, rank_answers
+
+GEN_PRESETS = ("V1", "V2", "V3", "fastest")
+SHORT, MEDIUM, LONG = (2, 2), (3, 3), (4, 4)
+GEN_CASES: dict[str, tuple[tuple[int, int], ...]] = {
+    "single_short": (SHORT,),
+    "single_medium": (MEDIUM,),
+    "batch_4_short": (SHORT,) * 4,
+    "batch_4_medium": (MEDIUM,) * 4,
+    "batch_3_mixed": (SHORT, MEDIUM, LONG),
+}
+GEN_DEFINITION = ("short = a degree (2,2) problem (prompt 27-49 tokens), medium = (3,3) (90-121 tokens), "
+                  "mixed = one each of (2,2), (3,3), (4,4) in one batch (27-248 tokens); greedy decoding")
+
+
+def _result(suite: str, subject: Subject, settings: dict, definitions: list[str], columns: list[str],
+            rows: list[dict], summary: dict, notes: list[str] | None = None) -> dict:
+    return {"suite": suite, "machine": machine(subject.device), "model": subject.label, "settings": settings,
+            "definitions": definitions, "columns": columns, "rows": rows, "summary": summary, "notes": notes or []}
+
+
+def _case_problems(pairs: tuple[tuple[int, int], ...]) -> list:
+    """Distinct problems for a case: the k-th problem of a pair is the k-th one generated for it."""
+    seen: dict[tuple[int, int], int] = {}
+    out = []
+    for pair in pairs:
+        k = seen.get(pair, 0)
+        seen[pair] = k + 1
+        out.append(problems(pair, k + 1)[k])
+    return out
+
+
+def generation(subject: Subject, runs: int, warmup: int, progress: Progress | None = None) -> dict:
+    """The seed's generation table: five cases x V1/V2/V3/fastest, avg/min/max ms over `runs`."""
+    rows, outputs, avg = [], {}, {}
+    total = len(GEN_CASES) * len(GEN_PRESETS)
+    for ci, (case, pairs) in enumerate(GEN_CASES.items()):
+        batch = _case_problems(pairs)
+        prompts = [prompt_ids(p) for p in batch]
+        lengths = sorted(len(p) for p in prompts)
+        for pi, name in enumerate(GEN_PRESETS):
+            report(progress, (ci * len(GEN_PRESETS) + pi) / total, f"generation {case} {name}")
+            opts = preset(name, decoder="greedy", width=1, max_new=max_new_for(subject, batch))
+            times, result = repeat(lambda: run_ours(subject.model, prompts, opts), subject.device, runs, warmup)
+            outputs[case, name] = top_ids(result)
+            avg[case, name] = sum(times) / len(times)
+            rows.append({"case": case, "batch": len(batch), "prompt_tokens": f"{lengths[0]}-{lengths[-1]}",
+                         "preset": name, **stats(times), "speedup_vs_v1": round(avg[case, "V1"] / avg[case, name], 2)})
+    v3 = {c: avg[c, "V1"] / avg[c, "V3"] for c in GEN_CASES}
+    fastest = {c: avg[c, "V1"] / avg[c, "fastest"] for c in GEN_CASES}
+    identical = all(outputs[c, n] == outputs[c, "V1"] for c in GEN_CASES for n in GEN_PRESETS)
+    summary = {"v1_to_v3_min": round(min(v3.values()), 2), "fastest_vs_v1_min": round(min(fastest.values()), 2),
+               "v1_to_v3": {c: round(s, 2) for c, s in v3.items()},
+               "fastest_vs_v1": {c: round(s, 2) for c, s in fastest.items()}, "outputs_identical": identical}
+    settings = {"runs": runs, "warmup": warmup, "decoder": "greedy",
+                "max_new": "natural stop at END" if subject.trained else "forced: reference answer length + END"}
+    return _result("generation", subject, settings, [GEN_DEFINITION], ["case", "batch", "prompt_tokens", "preset",
+                   "avg_ms", "min_ms", "max_ms", "speedup_vs_v1"], rows, summary)
+
+
+def beam_configs(width: int) -> list[tuple[str, object, bool]]:
+    """(label, options, batched) for the beam table: the baselines and ours."""
+    return [
+        ("no cache", preset("fastest", decoder="beam", width=width, cache="none"), False),
+        ("seed way", preset("V2", decoder="beam", width=width, cache="concat", beam_cache="clone",
+                            one_at_a_time=True), False),
+        ("fastest", preset("fastest", decoder="beam", width=width), False),
+        ("fastest, batched", preset("fastest", decoder="beam", width=width), True),
+    ]
+
+
+def _beam_pass(subject: Subject, batch: list, opts, batched: bool):
+    """Decode every problem (one call each, or all in one call); returns (results per call, calls)."""
+    groups = [batch] if batched else [[p] for p in batch]
+    out = []
+    for g in groups:
+        o = opts if subject.trained else _with_max_new(opts, max_new_for(subject, g))
+        out.append((g, run_ours(subject.model, [prompt_ids(p) for p in g], o)))
+    return out
+
+
+def _with_max_new(opts, max_new: int):
+    return replace(opts, max_new=max_new)
+
+
+def _accuracy(calls) -> tuple[float, list]:
+    verified, tops = 0, []
+    for group, result in calls:
+        for p, hyps in zip(group, result.hypotheses):
+            best = best_answer(rank_answers(p.f, hyps))
+            verified += bool(best and best.verified)
+        tops.extend(top_ids(result))
+    n = sum(len(g) for g, _ in calls)
+    return verified / n, tops
+
+
+def _step_ms(calls) -> float:
+    """Mean wall time of a decode step after the first (which comes from the prefill logits)."""
+    ms = [s.elapsed_ms for _, r in calls for s in r.steps if s.step > 0]
+    return sum(ms) / len(ms) if ms else float("nan")
+
+
+def beam(subject: Subject, runs: int, warmup: int, n: int = 30, widths: tuple[int, ...] = (5, 10),
+         progress: Progress | None = None) -> dict:
+    """The seed's beam table: n problems of (2,2) per width, baselines against ours, seconds and accuracy."""
+    batch = problems(SHORT, n)
+    rows, seconds, acc, tops, step = [], {}, {}, {}, {}
+    total = len(widths) * 4
+    for wi, w in enumerate(widths):
+        for ci, (label, opts, batched) in enumerate(beam_configs(w)):
+            report(progress, (wi * 4 + ci) / total, f"beam width {w}: {label}")
+            for _ in range(warmup):
+                _beam_pass(subject, batch[:1], opts, False)
+            times = []
+            for _ in range(runs):
+                ms, calls = timed(lambda: _beam_pass(subject, batch, opts, batched), subject.device)
+                times.append(ms)
+            seconds[w, label] = sum(times) / len(times) / 1e3
+            acc[w, label], tops[w, label] = _accuracy(calls)
+            step[w, label] = _step_ms(calls)
+            rows.append({"width": w, "decoder": label, "problems_per_call": n if batched else 1,
+                         "seconds": round(seconds[w, label], 3), "problems_per_s": round(n / seconds[w, label], 2),
+                         "speedup_vs_no_cache": round(seconds[w, "no cache"] / seconds[w, label], 2),
+                         "step_ms": round(step[w, label], 3), "accuracy": round(acc[w, label], 4)})
+    labels = [c[0] for c in beam_configs(1)]
+    wmax = max(widths)
+    ours = min(("fastest", "fastest, batched"), key=lambda k: seconds[wmax, k])
+    rate = matmul_gflops(subject.device)
+    floor_ms = wmax * 2 * subject.model.num_params() / (rate * 1e9) * 1e3  # one problem, wmax beams, one token each
+    summary = {
+        f"speedup_vs_nocache_w{wmax}": round(seconds[wmax, "no cache"] / seconds[wmax, ours], 2),
+        f"speedup_vs_seed_way_w{wmax}": round(seconds[wmax, "seed way"] / seconds[wmax, ours], 2),
+        f"seconds_fastest_w{wmax}": round(seconds[wmax, ours], 3), "fastest_row": ours,
+        f"speedup_vs_nocache_w{wmax}_one_at_a_time": round(seconds[wmax, "no cache"] / seconds[wmax, "fastest"], 2),
+        "accuracy_identical": all(acc[w, k] == acc[w, labels[0]] for w in widths for k in labels),
+        "outputs_identical": all(tops[w, k] == tops[w, labels[0]] for w in widths for k in labels),
+        "matmul_gflops": round(rate, 1), f"floor_step_ms_w{wmax}": round(floor_ms, 3),
+        f"step_ms_w{wmax}": round(step[wmax, "fastest"], 3),
+        f"step_vs_floor_w{wmax}": round(step[wmax, "fastest"] / floor_ms, 2),
+    }
+    settings = {"problems": n, "pair": "2_2", "widths": list(widths), "runs": runs, "warmup": warmup,
+                "max_new": "natural stop at END" if subject.trained else "forced: reference answer length + END"}
+    definitions = [
+        "no cache: the whole sequence is recomputed every step (all beams of a problem in one forward)",
+        "seed way: concat cache, every surviving candidate clones its parent's cache, one forward per beam",
+        "fastest: preset 'fastest' (static cache, batched beams); 'batched' decodes all problems in one call",
+        f"floor: 2 x {subject.model.num_params():,} FLOPs per token at this machine's {rate:.0f} GFLOP/s matmul rate",
+    ]
+    return _result("beam", subject, settings, definitions, ["width", "decoder", "problems_per_call", "seconds",
+                   "problems_per_s", "speedup_vs_no_cache", "step_ms", "accuracy"], rows, summary)
+
+
+HF_MODES = (("greedy", 1, 1), ("greedy", 1, 4), ("beam", 5, 1), ("beam", 10, 1))  # decoder, width, batch
+
+
+def _pass(subject: Subject, batch: list, bsz: int, fn, opts) -> list:
+    """Decode batch in groups of bsz with fn(prompts, opts); returns the Decoded of each group."""
+    out = []
+    for lo in range(0, len(batch), bsz):
+        group = batch[lo: lo + bsz]
+        out.append(fn([prompt_ids(p) for p in group], _with_max_new(opts, max_new_for(subject, group))))
+    return out
+
+
+def hf(subject: Subject, runs: int, warmup: int, n: int = 12, progress: Progress | None = None) -> dict:
+    """Ours (fastest) against transformers generate() on the same weights exported to GPT2LMHeadModel."""
+    from .checkpoint import export_hf
+    from .hf import hf_decode
+    hf_model = export_hf(subject.model).to(subject.device).eval()
+    batch = problems(SHORT, n)
+    rows, speed, same = [], {}, {}
+    for mi, (decoder, width, bsz) in enumerate(HF_MODES):
+        mode = f"{decoder} {width}" if decoder == "beam" else "greedy"
+        report(progress, mi / len(HF_MODES), f"hf: {mode} batch {bsz}")
+        opts = preset("fastest", decoder=decoder, width=width, length_penalty=0.0)
+        ours_fn = lambda prompts, o: run_ours(subject.model, prompts, o)  # noqa: E731
+        hf_fn = lambda prompts, o: hf_decode(hf_model, prompts, o)  # noqa: E731
+        t_ours, r_ours = repeat(lambda: _pass(subject, batch, bsz, ours_fn, opts), subject.device, runs, warmup)
+        t_hf, r_hf = repeat(lambda: _pass(subject, batch, bsz, hf_fn, opts), subject.device, runs, warmup)
+        ours_ms = sum(t_ours) / len(t_ours) / n
+        hf_ms = sum(t_hf) / len(t_hf) / n
+        top_same = [a for r in r_ours for a in top_ids(r)] == [a for r in r_hf for a in top_ids(r)]
+        all_same = [[h.ids for h in g] for r in r_ours for g in r.hypotheses] == \
+                   [[h.ids for h in g] for r in r_hf for g in r.hypotheses]
+        speed[mode, bsz], same[mode, bsz] = hf_ms / ours_ms, top_same
+        rows.append({"mode": mode, "batch": bsz, "ours_ms_per_problem": round(ours_ms, 2),
+                     "hf_ms_per_problem": round(hf_ms, 2), "speedup": round(hf_ms / ours_ms, 2),
+                     "identical_best": top_same, "identical_all_beams": all_same})
+    summary = {"speedup_vs_hf_greedy": round(min(speed["greedy", 1], speed["greedy", 4]), 2),
+               "speedup_vs_hf_beam10": round(speed["beam 10", 1], 2), "outputs_identical": all(same.values())}
+    settings = {"problems": n, "pair": "2_2", "runs": runs, "warmup": warmup, "ours": "preset fastest",
+                "hf": "generate(do_sample=False | num_beams=K, length_penalty=0.0, early_stopping=False), "
+                      "left padding + attention_mask",
+                "max_new": "natural stop at END" if subject.trained else "forced: reference answer length + END"}
+    definitions = ["speedup = transformers ms / ours ms; identical_best compares each problem's best answer "
+                   "token for token, identical_all_beams every returned beam in order",
+                   "speedup_vs_hf_greedy is the smaller of the batch 1 and batch 4 figures"]
+    return _result("hf", subject, settings, definitions, ["mode", "batch", "ours_ms_per_problem",
+                   "hf_ms_per_problem", "speedup", "identical_best", "identical_all_beams"], rows, summary)

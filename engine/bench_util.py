@@ -1,0 +1,153 @@
+"""What the benchmark suites share: the model under test, problems, prompts, timers, the matmul floor."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from .data import Problem, generate
+from .decode import Decoded, DecodeOptions, decode, run_to_completion
+from .model import GPT, PRESETS
+from .profiler import machine_info
+from .tokenizer import SEP_ID, encode
+
+log = logging.getLogger(__name__)
+
+BENCH_SEED = 1234  # problems are generated with this seed: every run measures the same inputs
+TRAINED_MAX_NEW = 40  # trained weights stop by themselves; this only caps a runaway answer
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class Subject:
+    """The model a suite measures and how its answers end."""
+    model: GPT
+    label: str          # e.g. "checkpoint weights/default" or "random weights, preset paper"
+    trained: bool       # False: random weights, END is unreachable and answer lengths are forced
+    device: torch.device
+
+
+def ban_end(model: GPT) -> GPT:
+    """Make END unreachable on a random-weight model, so every decoder runs to max_new and does equal work.
+
+    With untrained LayerNorm weights (gain 1) each normalised feature lies in [-sqrt(C), sqrt(C)], so a
+    final-LayerNorm bias of sqrt(C) + 1 on feature 0 keeps it >= 1; the head row for END then reads only
+    that feature with weight -1000, putting END's logit below -1000 at every position. The change is in
+    the weights, so the exported transformers model behaves the same way."""
+    C = model.config.n_embd
+    with torch.no_grad():
+        if not torch.allclose(model.ln_f.weight, torch.ones_like(model.ln_f.weight)):
+            raise ValueError("ban_end needs an untrained final LayerNorm (gain 1)")
+        model.ln_f.bias[0] = math.sqrt(C) + 1.0
+        model.head.weight[SEP_ID].zero_()
+        model.head.weight[SEP_ID, 0] = -1000.0
+    return model
+
+
+def random_model(preset_name: str, seed: int = 0) -> GPT:
+    if preset_name not in PRESETS:
+        raise ValueError(f"unknown model preset {preset_name!r}; choose from {sorted(PRESETS)}")
+    torch.manual_seed(seed)
+    return ban_end(GPT(PRESETS[preset_name])).eval()
+
+
+def load_subject(checkpoint: str | None = None, preset: str | None = None, smoke: bool = False) -> Subject:
+    """--checkpoint PATH (trained), --preset NAME (random weights), smoke (random tiny); default: the
+    shipped checkpoint, or random weights of the default preset when it is missing."""
+    if checkpoint and preset:
+        raise ValueError("give a checkpoint or a preset, not both")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if smoke and not checkpoint:
+        preset = preset or "tiny"
+    if preset:
+        return Subject(random_model(preset).to(device), f"random weights, preset {preset}", False, device)
+    path = checkpoint or DEFAULT_CHECKPOINT
+    if checkpoint is None and not os.path.exists(path + ".safetensors"):
+        log.warning("no checkpoint at %s; measuring random weights of the default preset", path)
+        return Subject(random_model("default").to(device), "random weights, preset default (no checkpoint)",
+                       False, device)
+    model, _ = load_checkpoint(path, device=device)
+    return Subject(model, f"checkpoint {os.path.relpath(path)}", True, device)
+
+
+def problems(pair: tuple[int, int], n: int) -> list[Problem]:
+    return generate(pair[0], pair[1], n, BENCH_SEED)
+
+
+def prompt_ids(p: Problem) -> list[int]:
+    return encode(p.prompt) + [SEP_ID]
+
+
+def max_new_for(subject: Subject, batch: Sequence[Problem]) -> int:
+    """Trained: a generous cap (answers stop at END). Random: the longest reference answer plus END."""
+    if subject.trained:
+        return TRAINED_MAX_NEW
+    return max(len(encode(p.answer)) + 1 for p in batch)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
+    """(milliseconds, result) of one call, device synchronised on both sides."""
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return (time.perf_counter() - t0) * 1e3, out
+
+
+def repeat(fn: Callable[[], object], device: torch.device, runs: int, warmup: int) -> tuple[list[float], object]:
+    """Run warmup times unmeasured, then `runs` measured times; returns (ms per run, last result)."""
+    for _ in range(warmup):
+        fn()
+    times, out = [], None
+    for _ in range(runs):
+        ms, out = timed(fn, device)
+        times.append(ms)
+    return times, out
+
+
+def stats(times: Sequence[float]) -> dict:
+    return {"avg_ms": round(sum(times) / len(times), 2), "min_ms": round(min(times), 2),
+            "max_ms": round(max(times), 2)}
+
+
+def run_ours(model: GPT, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -> Decoded:
+    return run_to_completion(decode(model, prompts, opts))
+
+
+def top_ids(result: Decoded) -> list[tuple[int, ...]]:
+    """The best hypothesis of each problem: what identical-output checks compare."""
+    return [group[0].ids if group else () for group in result.hypotheses]
+
+
+def matmul_gflops(device: torch.device, n: int = 1024, reps: int = 8) -> float:
+    """This machine's float32 matmul rate (GFLOP/s) on an n x n product: the arithmetic floor's yardstick."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    ms, _ = timed(lambda: [a @ b for _ in range(reps)], device)
+    return 2 * n ** 3 * reps / (ms / 1e3) / 1e9
+
+
+def machine(device: torch.device) -> dict:
+    info = machine_info()
+    info["device"] = str(device) if device.type == "cpu" else info["device"]
+    return info
+
+
+def report(progress: Progress | None, fraction: float, message: str) -> None:
+    log.info("%s", message)
+    if progress is not None:
+        progress(min(1.0, max(0.0, fraction)), message)

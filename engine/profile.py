@@ -1,0 +1,101 @@
+"""Record where one decode spends its time.
+
+    python -m engine.profile "6a^4 + 4a^3 - 2a + 3" [--preset fastest] [--decoder beam --width 10]
+                             [--cache static] [--beam-cache gather] [--attention sdpa] [--max-new 40]
+                             [--checkpoint PATH | --model-preset paper] [--out profiles] [--name NAME] [--keep 20]
+
+Writes profiles/<utc>_<name>/ (a TensorBoard trace: `tensorboard --logdir profiles`) and summary.json
+beside it, then prints the phase split, the slowest operators and the answer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields, replace
+
+from .bench_util import random_model
+from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from .decode import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, preset
+from .parse import parse_polynomial
+from .polynomial import PolynomialError
+from .profiler import PHASES, profile_run
+
+OPTION_FLAGS = ("decoder", "width", "cache", "beam_cache", "attention", "max_new", "length_penalty",
+                "temperature", "top_k", "top_p", "seed")
+
+
+def add_decode_args(ap: argparse.ArgumentParser) -> None:
+    """Decode options: a named preset, then any field of DecodeOptions overridden by its flag."""
+    ap.add_argument("--preset", default="fastest", choices=sorted(DECODE_PRESETS), help="decode preset")
+    ap.add_argument("--decoder", choices=DECODERS)
+    ap.add_argument("--width", type=int, help="beam width")
+    ap.add_argument("--cache", choices=CACHES)
+    ap.add_argument("--beam-cache", choices=BEAM_CACHES)
+    ap.add_argument("--attention", choices=ATTENTIONS)
+    ap.add_argument("--max-new", type=int, help="most tokens generated, END included")
+    ap.add_argument("--length-penalty", type=float)
+    ap.add_argument("--temperature", type=float)
+    ap.add_argument("--top-k", type=int)
+    ap.add_argument("--top-p", type=float)
+    ap.add_argument("--seed", type=int)
+
+
+def options_from_args(args: argparse.Namespace) -> DecodeOptions:
+    """The preset with every flag that was given applied (DecodeOptions validates the result)."""
+    known = {f.name for f in fields(DecodeOptions)}
+    overrides = {k: getattr(args, k) for k in OPTION_FLAGS if k in known and getattr(args, k) is not None}
+    opts = preset(args.preset, **overrides)
+    if opts.decoder != "beam" and opts.width != 1:
+        opts = replace(opts, width=1)
+    return opts
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"profile {s['name']}: {s['polynomial']}  ({s['prompt_tokens']} prompt tokens)",
+             f"total {s['total_ms']:.1f} ms (wall {s['wall_ms']:.1f} ms), {len(s['steps'])} steps, "
+             f"cache {s['cache_bytes'] / 1024:.1f} KiB", "",
+             f"| {'phase':<14} | {'ms':>9} | {'share':>6} | {'calls':>5} |", f"|{'-' * 16}|{'-' * 11}|{'-' * 8}|{'-' * 7}|"]
+    for p in PHASES:
+        v = s["phases"][p]
+        lines.append(f"| {p:<14} | {v['ms']:>9.2f} | {v['share']:>6.1%} | {v['calls']:>5} |")
+    lines += ["", f"| {'operator':<32} | {'calls':>5} | {'self ms':>9} |", f"|{'-' * 34}|{'-' * 7}|{'-' * 11}|"]
+    for op in s["top_ops"][:10]:
+        lines.append(f"| {op['op'][:32]:<32} | {op['calls']:>5} | {op['self_ms']:>9.2f} |")
+    a = s["answer"]
+    if a:
+        lines += ["", f"answer: {a['q'] or '(nothing)'}  " + ("verified" if a["verified"] else f"not verified: {a['reason']}")]
+    lines.append(f"trace: {s['run_dir']}  (view: tensorboard --logdir {s['out_dir']})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Profile one decode into a TensorBoard trace and a phase summary.")
+    ap.add_argument("polynomial", help="f(a), typed (3a^2 - 2(a+1)^2) or in the seed's prefix tokens")
+    add_decode_args(ap)
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", default=None, help="trained weights (default: weights/default)")
+    src.add_argument("--model-preset", default=None, help="random weights of a model preset: tiny, default, paper")
+    ap.add_argument("--out", default="profiles", help="directory holding one folder per recording")
+    ap.add_argument("--name", default=None, help="label of the run folder")
+    ap.add_argument("--keep", type=int, default=20, help="recordings kept in --out (oldest removed)")
+    ap.add_argument("--no-warmup", action="store_true", help="record the very first decode too")
+    ap.add_argument("--json", action="store_true", help="print only the summary JSON")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        f = parse_polynomial(args.polynomial)
+        opts = options_from_args(args)
+        model = random_model(args.model_preset) if args.model_preset else \
+            load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)[0]
+        summary = profile_run(model, f, opts, out_dir=args.out, name=args.name, keep=args.keep,
+                              warmup=not args.no_warmup)
+    except (PolynomialError, ValueError) as e:
+        ap.error(str(e))
+    print(json.dumps(summary) if args.json else format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""torch.profiler around one decode: a TensorBoard trace plus a phase summary.
+
+Each recording goes to `<out_dir>/<run>/`: the trace that TensorBoard's PyTorch Profiler plugin reads
+(`<worker>.<timestamp>.pt.trace.json`, so `tensorboard --logdir profiles` lists the run) and a
+`summary.json` with the wall time per phase. The plugin does not aggregate record_function ranges, so
+the phase split is computed here from the profiler's own events: every range is charged its exclusive
+time (its length minus the phase ranges nested in it), and whatever no phase covers is "other", so the
+shares always add up to the total.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Iterator
+
+import torch
+from torch.profiler import ProfilerActivity, record_function, tensorboard_trace_handler
+
+from .decode import DecodeOptions, Step, decode, rank_answers
+from .polynomial import Poly, to_prefix, to_unicode
+from .tokenizer import SEP_ID, encode
+
+log = logging.getLogger(__name__)
+
+# The record_function labels the decoders emit, plus "other" for time outside all of them.
+PHASES: tuple[str, ...] = ("prefill", "decode_step", "cache_clone", "cache_reorder", "beam_select", "verify",
+                           "other")
+RUN_LABEL = "polydecode_run"  # the range around the whole recorded work; its length is the total
+TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
+SUMMARY_FILE = "summary.json"
+TOP_OPS = 15
+
+# torch.profiler is process-global: two recordings at once would mix their events. One at a time.
+_LOCK = threading.Lock()
+
+
+@dataclass
+class Recording:
+    run_dir: str
+    name: str
+    prof: torch.profiler.profile | None = None
+
+
+def machine_info() -> dict:
+    """Where the figures were measured: CPU, threads, library versions, device."""
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+
+    def version(pkg: str) -> str | None:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "transformers": version("transformers"), "device": device}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:60] or "run"
+
+
+def _new_run_dir(out_dir: str, name: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(out_dir, f"{stamp}_{_slug(name)}")
+    path, k = base, 1
+    while True:
+        try:
+            os.makedirs(path)  # exist_ok=False: two processes never share a run directory
+            return path
+        except FileExistsError:
+            k += 1
+            path = f"{base}-{k}"
+
+
+def _trace_files(run_dir: str) -> list[str]:
+    try:
+        names = sorted(os.listdir(run_dir))
+    except OSError:
+        return []
+    return [os.path.join(run_dir, n) for n in names if n.endswith(TRACE_SUFFIXES)]
+
+
+@contextmanager
+def profile(name: str, out_dir: str = "profiles", enabled: bool = True) -> Iterator[Recording | None]:
+    """Record everything inside the block into `<out_dir>/<utc>_<name>/`. Yields a Recording (its `prof`
+    holds the events after the block) or None when disabled. Recordings are serialised by a lock."""
+    if not enabled:
+        yield None
+        return
+    with _LOCK:
+        run_dir = _new_run_dir(out_dir, name)
+        activities = [ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(ProfilerActivity.CUDA)
+        rec = Recording(run_dir, os.path.basename(run_dir))
+        handler = tensorboard_trace_handler(run_dir, worker_name=_slug(platform.node()) or "worker")
+        try:
+            with torch.profiler.profile(activities=activities, record_shapes=True, on_trace_ready=handler) as prof:
+                rec.prof = prof
+                with record_function(RUN_LABEL):
+                    yield rec
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)  # no half-written run left for list_runs to show
+            raise
+
+
+def phase_times(events) -> dict:
+    """Exclusive milliseconds and call counts per phase, from profiler events (FunctionEvent list).
+
+    A phase range nested in another phase range (beam_select inside decode_step) is charged to the inner
+    phase only; the outer one keeps the rest. "other" is the run range minus all phase time."""
+    labels = set(PHASES) - {"other"}
+    cpu = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU]
+    ranges = [e for e in cpu if e.name in labels]
+    exclusive = {id(e): e.time_range.elapsed_us() for e in ranges}
+    for e in ranges:
+        parent = e.cpu_parent
+        while parent is not None and parent.name not in labels:
+            parent = parent.cpu_parent
+        if parent is not None:
+            exclusive[id(parent)] -= e.time_range.elapsed_us()
+    runs = [e for e in cpu if e.name == RUN_LABEL]
+    total_us = sum(e.time_range.elapsed_us() for e in runs) if runs else sum(exclusive.values())
+    out = {p: {"ms": 0.0, "calls": 0} for p in PHASES}
+    for e in ranges:
+        out[e.name]["ms"] += exclusive[id(e)] / 1e3
+        out[e.name]["calls"] += 1
+    out["other"]["ms"] = max(0.0, total_us / 1e3 - sum(v["ms"] for v in out.values()))
+    total_ms = total_us / 1e3
+    for v in out.values():
+        v["ms"] = round(v["ms"], 3)
+        v["share"] = round(v["ms"] / total_ms, 4) if total_ms > 0 else 0.0
+    return {"total_ms": round(total_ms, 3), "phases": out}
+
+
+def top_operators(prof: torch.profiler.profile, n: int = TOP_OPS) -> list[dict]:
+    """The n operators with the most self time (record_function ranges left out)."""
+    labels = set(PHASES) | {RUN_LABEL}
+    cuda = torch.cuda.is_available()
+    rows = []
+    for avg in prof.key_averages():
+        if avg.key in labels or getattr(avg, "is_user_annotation", False):
+            continue
+        self_us = avg.self_device_time_total if cuda else avg.self_cpu_time_total
+        rows.append({"op": avg.key, "calls": avg.count, "self_ms": round(self_us / 1e3, 3),
+                     "total_ms": round((avg.device_time_total if cuda else avg.cpu_time_total) / 1e3, 3)})
+    rows.sort(key=lambda r: r["self_ms"], reverse=True)
+    return rows[:n]
+
+
+def step_rows(steps: list[Step]) -> list[dict]:
+    """One row per decode step as the decoder timed it (device synchronised), with cache bytes and live beams."""
+    return [{"step": s.step, "ms": round(s.elapsed_ms, 3), "cache_bytes": s.cache_bytes,
+             "beams": sum(not b.finished for b in s.beams)} for s in steps]
+
+
+def profiled_steps(events) -> list[float]:
+    """Lengths in ms of the profiler's decode_step ranges, in start order."""
+    cpu = [e for e in events if e.name == "decode_step" and e.device_type == torch.autograd.DeviceType.CPU]
+    cpu.sort(key=lambda e: e.time_range.start)
+    return [round(e.time_range.elapsed_us() / 1e3, 3) for e in cpu]
+
+
+def _run_decode(model, prompt_ids: list[int], opts: DecodeOptions):
+    gen = decode(model, [prompt_ids], opts)
+    steps = []
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration as stop:
+            return steps, stop.value
+
+
+def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", name: str | None = None,
+                keep: int = 20, warmup: bool = True) -> dict:
+    """Decode f once under the profiler; write the trace and summary.json to a new run; return the summary.
+
+    A first, unrecorded decode (warmup) keeps one-time costs (allocator growth, lazy init) out of the trace.
+    Raises ValueError (from decode) when f does not fit the model's block size."""
+    prompt_ids = encode(to_prefix(f)) + [SEP_ID]
+    name = name or f"{opts.decoder}{opts.width if opts.decoder == 'beam' else ''}_{opts.cache}_{opts.attention}"
+    if warmup:
+        _run_decode(model, prompt_ids, opts)
+    t0 = time.perf_counter()
+    with profile(name, out_dir) as rec:
+        steps, result = _run_decode(model, prompt_ids, opts)
+        with record_function("verify"):
+            answers = rank_answers(f, result.hypotheses[0])
+    wall_ms = (time.perf_counter() - t0) * 1e3
+    events = rec.prof.events()
+    best = next((a for a in answers if a.verified), answers[0] if answers else None)
+    traces = _trace_files(rec.run_dir)
+    summary = {
+        "name": rec.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "polynomial": to_unicode(f), "prompt_tokens": len(prompt_ids), "options": asdict(opts),
+        "machine": machine_info(), **phase_times(events), "wall_ms": round(wall_ms, 3),
+        "decoder_total_ms": round(result.total_ms, 3), "prefill_ms": round(result.prefill_ms, 3),
+        "steps": step_rows(steps), "decode_step_ms": profiled_steps(events),
+        "cache_bytes": max((s.cache_bytes for s in steps), default=0),
+        "top_ops": top_operators(rec.prof),
+        "answer": None if best is None else {"q": best.prefix, "verified": best.verified, "reason": best.reason},
+        "run_dir": rec.run_dir, "out_dir": out_dir, "trace": os.path.basename(traces[0]) if traces else None,
+    }
+    with open(os.path.join(rec.run_dir, SUMMARY_FILE), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2, ensure_ascii=False)
+    prune(out_dir, keep)
+    log.info("profile %s: %.1f ms, trace in %s", rec.name, summary["total_ms"], rec.run_dir)
+    return summary
+
+
+def _run_dirs(out_dir: str) -> list[str]:
+    """Directories under out_dir that hold a recording (a trace or a summary), newest first."""
+    try:
+        names = os.listdir(out_dir)
+    except FileNotFoundError:
+        return []
+    dirs = [os.path.join(out_dir, n) for n in names]
+    dirs = [d for d in dirs if os.path.isdir(d) and (_trace_files(d) or os.path.exists(os.path.join(d, SUMMARY_FILE)))]
+    return sorted(dirs, key=lambda d: (os.path.getmtime(d), d), reverse=True)
+
+
+def prune(out_dir: str, keep: int) -> list[str]:
+    """Delete all but the newest `keep` recordings; returns the removed paths. Other files are left alone."""
+    if keep < 1:
+        raise ValueError("keep must be >= 1")
+    removed = []
+    for d in _run_dirs(out_dir)[keep:]:
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def list_runs(out_dir: str = "profiles") -> list[dict]:
+    """Recorded runs, newest first: name, time (UTC ISO), trace path (or None), summary (or None)."""
+    runs = []
+    for d in _run_dirs(out_dir):
+        summary = None
+        try:
+            with open(os.path.join(d, SUMMARY_FILE), encoding="utf-8") as fh:
+                summary = json.load(fh)
+        except (OSError, json.JSONDecodeError):
+            pass
+        traces = _trace_files(d)
+        when = datetime.fromtimestamp(os.path.getmtime(d), timezone.utc).isoformat(timespec="seconds")
+        runs.append({"name": os.path.basename(d), "time": when, "path": d,
+                     "trace": traces[0] if traces else None, "summary": summary})
+    return runs
