@@ -1,5 +1,8 @@
 """PolyDecode Lab engine: torch only. demo/ uses only the names exported here."""
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
+from .cache import CACHE_STRATEGIES, make_cache
+from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, export_hf, import_seed_checkpoint, load_checkpoint,
+                         load_model, save_checkpoint)
+from .device import pick_device, synchronize
 from .data import ALL_PAIRS, Problem, generate, read_dataset
 from .decode import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, MAX_WIDTH, Answer, Beam,
                      DecodeOptions, Decoded, Hypothesis, Step, best_answer, decode, preset, rank_answers,

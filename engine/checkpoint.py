@@ -93,3 +93,111 @@ def load_state(model: GPT, state: dict[str, torch.Tensor], source: str = "state 
         if tuple(state[k].shape) != tuple(v.shape):
             raise CheckpointError(f"{source}: key {k!r} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
     model.load_state_dict(state, strict=True)
+
+
+def load_model(path: str | None = None, device: str | torch.device | None = None) -> tuple[GPT, dict]:
+    """The model at `path` (default weights/default) on `device` (default: CUDA if present), and its meta.
+
+    meta["trained"] is True only for weights that came out of training; anything else is untrained.
+    """
+    from .device import pick_device
+    return load_checkpoint(path or DEFAULT_CHECKPOINT, pick_device(device if device is None else str(device)))
+
+
+# ---------------------------------------------------------------- the seed's minGPT checkpoints
+
+SEED_N_HEAD = 8  # not recoverable from the seed's shapes
+
+
+def seed_key_map(n_layer: int) -> dict[str, tuple[str, ...]]:
+    """Our parameter name -> the seed (minGPT) names it is built from (three for the fused qkv)."""
+    keys = {"tok_emb.weight": ("tok_emb.weight",), "pos_emb": ("pos_emb",), "ln_f.weight": ("ln_f.weight",),
+            "ln_f.bias": ("ln_f.bias",), "head.weight": ("head.weight",)}
+    for i in range(n_layer):
+        b = f"blocks.{i}."
+        for part in ("weight", "bias"):
+            for ours in ("ln1", "ln2", "attn.proj", "mlp.0", "mlp.2"):
+                keys[f"{b}{ours}.{part}"] = (f"{b}{ours}.{part}",)
+            keys[f"{b}attn.qkv.{part}"] = tuple(f"{b}attn.{n}.{part}" for n in ("query", "key", "value"))
+    return keys
+
+
+def import_seed_checkpoint(path: str, n_head: int = SEED_N_HEAD) -> GPT:
+    """A seed checkpoint (a plain minGPT state_dict saved with torch.save) as our GPT, in eval mode.
+
+    Loaded with weights_only=True. The attn.mask buffers are ignored; any other key we do not use,
+    any missing key and any misshapen tensor is a CheckpointError naming it.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"no seed checkpoint at {path}") from None
+    except Exception as e:  # pickle errors, or objects weights_only refuses
+        raise CheckpointError(f"cannot read seed checkpoint {path}: {e}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return model_from_seed_state(state, n_head=n_head, source=path)
+
+
+def model_from_seed_state(state: dict[str, torch.Tensor], n_head: int = SEED_N_HEAD,
+                          source: str = "seed state dict") -> GPT:
+    for key in ("tok_emb.weight", "pos_emb"):
+        if key not in state:
+            raise CheckpointError(f"{source}: missing key {key!r}")
+    vocab, n_embd = state["tok_emb.weight"].shape
+    if vocab != len(VOCAB):
+        raise CheckpointError(f"{source}: key 'tok_emb.weight' has {vocab} rows, the vocabulary has {len(VOCAB)}")
+    n_layer = sum(1 for k in state if k.startswith("blocks.") and k.endswith(".ln1.weight"))
+    cfg = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=int(n_embd), block_size=int(state["pos_emb"].shape[1]))
+    model = GPT(cfg)
+    expected = model.state_dict()
+    key_map = seed_key_map(n_layer)
+    used = {s for sources in key_map.values() for s in sources}
+    extra = [k for k in state if k not in used and not k.endswith(".attn.mask")]
+    if extra:
+        raise CheckpointError(f"{source}: unexpected key {extra[0]!r} ({len(extra)} unexpected)")
+    ours = {}
+    for name, sources in key_map.items():
+        for s in sources:
+            if s not in state:
+                raise CheckpointError(f"{source}: missing key {s!r}")
+        ours[name] = torch.cat([state[s] for s in sources]) if len(sources) > 1 else state[sources[0]]
+        if tuple(ours[name].shape) != tuple(expected[name].shape):
+            shapes = ", ".join(f"{s} {tuple(state[s].shape)}" for s in sources)
+            raise CheckpointError(f"{source}: key {shapes} does not fit {name} {tuple(expected[name].shape)}")
+    load_state(model, {k: v.float() for k, v in ours.items()}, source=source)
+    return model.eval()
+
+
+# ---------------------------------------------------------------- Hugging Face export
+
+def export_hf(model: GPT):
+    """The same weights as a transformers GPT2LMHeadModel (exact GELU, untied head, eval mode)."""
+    from transformers import GPT2Config, GPT2LMHeadModel  # slow to import: only when asked
+
+    from .tokenizer import PAD_ID, SEP_ID
+    c = model.config
+    hf_cfg = GPT2Config(vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
+                        n_head=c.n_head, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0,
+                        attn_pdrop=0.0, layer_norm_epsilon=1e-5, tie_word_embeddings=False,
+                        bos_token_id=SEP_ID, eos_token_id=SEP_ID, pad_token_id=PAD_ID)
+    hf = GPT2LMHeadModel(hf_cfg)
+    src = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    dst = {"transformer.wte.weight": src["tok_emb.weight"], "transformer.wpe.weight": src["pos_emb"][0],
+           "transformer.ln_f.weight": src["ln_f.weight"], "transformer.ln_f.bias": src["ln_f.bias"],
+           "lm_head.weight": src["head.weight"]}
+    for i in range(c.n_layer):
+        b, h = f"blocks.{i}.", f"transformer.h.{i}."
+        for part in ("weight", "bias"):
+            dst[f"{h}ln_1.{part}"] = src[f"{b}ln1.{part}"]
+            dst[f"{h}ln_2.{part}"] = src[f"{b}ln2.{part}"]
+        # Conv1D keeps (in, out) weights: the transpose of nn.Linear's (out, in).
+        for ours, theirs in (("attn.qkv", "attn.c_attn"), ("attn.proj", "attn.c_proj"), ("mlp.0", "mlp.c_fc"),
+                             ("mlp.2", "mlp.c_proj")):
+            dst[f"{h}{theirs}.weight"] = src[f"{b}{ours}.weight"].t().contiguous()
+            dst[f"{h}{theirs}.bias"] = src[f"{b}{ours}.bias"]
+    missing, unexpected = hf.load_state_dict(dst, strict=False)
+    missing = [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias"))]
+    if missing or unexpected:
+        raise CheckpointError(f"export to GPT2LMHeadModel: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return hf.to(next(model.parameters()).device).eval()

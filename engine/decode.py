@@ -1,19 +1,38 @@
 """Decoders (greedy, sample, beam) as generators of frozen step events.
 
-CONTRACT (shared by engine, profiler/bench and demo; keep names and fields stable).
+    gen = decode(model, prompts, DecodeOptions(decoder="beam", width=10))
+    for step in gen: ...                     # a Step per generated position (the UI streams these)
+    result = run_to_completion(gen)          # or drive it to the end and get the Decoded
+
+Every option (cache strategy, beam cache handling, attention backend, mask reuse, grad mode, the
+seed's one-beam-at-a-time loop) changes speed only; the tokens and scores stay the same.
+Beam search follows Hugging Face generate() (num_beams=K, do_sample=False, early_stopping=False):
+per problem the top 2K (beam, token) candidates by cumulative log-prob; a candidate ending with
+END and ranked < K joins the finished hypotheses (best K kept by score / len ** length_penalty,
+len counting END); the first K others live on; a problem is done when it holds K finished and
+its best live beam cannot beat the worst of them, or at max_new, where the top K are final.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Generator, Sequence
 
-from .polynomial import Poly
+import torch
+import torch.nn.functional as F
+from torch.profiler import record_function
+
+from .polynomial import Poly, PolynomialError, from_prefix_tokens, to_prefix, verify
+from .session import BatchSession, SerialSession, grad_mode
+from .tokenizer import SEP_ID, VOCAB_SIZE, TokenizerError, decode as decode_ids, encode
 
 DECODERS = ("greedy", "sample", "beam")
 CACHES = ("none", "concat", "static")
 BEAM_CACHES = ("clone", "gather", "shared-prefix")
 ATTENTIONS = ("math", "sdpa")
+GRAD_MODES = ("no_grad", "inference")
 MAX_WIDTH = 64
+UNREACHABLE = -1e8  # HF parks impossible beams at -1e9; anything below this is not shown
 
 
 @dataclass(frozen=True)
@@ -32,7 +51,22 @@ class DecodeOptions:
     grad_mode: str = "inference"   # "no_grad" (V1, V2) or "inference" (V3, fastest)
     rebuild_masks: bool = False    # True (V1, V2): masks rebuilt every step; False: allocated once
     one_at_a_time: bool = False    # True: the seed's beam loop, one forward per beam (bench baseline)
-    # __post_init__ validates every field and raises ValueError with a clear message.
+
+    def __post_init__(self):
+        for name, choices in (("decoder", DECODERS), ("cache", CACHES), ("beam_cache", BEAM_CACHES),
+                              ("attention", ATTENTIONS), ("grad_mode", GRAD_MODES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(choices)}")
+        if not 1 <= self.width <= MAX_WIDTH:
+            raise ValueError(f"width must be between 1 and {MAX_WIDTH}, got {self.width}")
+        if self.max_new < 1:
+            raise ValueError(f"max_new must be >= 1, got {self.max_new}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
 
 
 @dataclass(frozen=True)
@@ -48,7 +82,7 @@ class Beam:
 class Step:
     step: int                      # 0 = the token chosen from the prefill logits
     beams: tuple[Beam, ...]        # every live beam after this step plus the ones that finished at it
-    elapsed_ms: float              # wall time of this step (device synchronised)
+    elapsed_ms: float              # wall time of this step (device synchronised; step 0 includes the prefill)
     cache_bytes: int               # bytes held by the KV cache after this step (0 for "none")
 
 
@@ -78,7 +112,14 @@ class Answer:
     reason: str                    # why not verified; "" when verified
 
 
-DECODE_PRESETS: dict[str, DecodeOptions] = {}  # "V1", "V2", "V3", "fastest"
+DECODE_PRESETS: dict[str, DecodeOptions] = {
+    # The seed's versions: V1 recomputes everything, V2 adds a growing cache, V3 preallocates.
+    "V1": DecodeOptions(cache="none", beam_cache="clone", attention="math", grad_mode="no_grad", rebuild_masks=True),
+    "V2": DecodeOptions(cache="concat", beam_cache="clone", attention="math", grad_mode="no_grad",
+                        rebuild_masks=True),
+    "V3": DecodeOptions(cache="static", beam_cache="gather", attention="sdpa", grad_mode="inference"),
+    "fastest": DecodeOptions(cache="static", beam_cache="shared-prefix", attention="sdpa", grad_mode="inference"),
+}
 
 
 def preset(name: str, **overrides) -> DecodeOptions:
@@ -88,25 +129,256 @@ def preset(name: str, **overrides) -> DecodeOptions:
     return replace(DECODE_PRESETS[name], **overrides)
 
 
+def check_prompts(model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -> None:
+    """Clear errors for input that cannot be decoded (before any tensor work)."""
+    if len(prompts) == 0:
+        raise ValueError("no prompts to decode")
+    limit = model.config.block_size
+    for n, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {n} is empty")
+        if any(not 0 <= int(t) < VOCAB_SIZE for t in p):
+            raise ValueError(f"prompt {n} holds a token id outside 0..{VOCAB_SIZE - 1}")
+        if len(p) + opts.max_new > limit:
+            raise ValueError(f"prompt {n} is {len(p)} tokens; with max_new={opts.max_new} that exceeds the model's "
+                             f"block size of {limit} positions: use a shorter polynomial or lower max_new to "
+                             f"{max(limit - len(p), 0)}")
+
+
 def decode(model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -> Generator[Step, None, Decoded]:
     """prompts: token ids each ending with SEP (⁇). Yields a Step per decode step; returns Decoded."""
-    raise NotImplementedError
+    check_prompts(model, prompts, opts)
+    if opts.decoder == "beam":
+        return _beam(model, prompts, opts)
+    return _single(model, prompts, opts)
 
 
 def run_to_completion(gen: Generator[Step, None, Decoded]) -> Decoded:
-    raise NotImplementedError
+    """Drive a decoder to its end and return its Decoded."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
 
+
+def _session(model, prompts, opts: DecodeOptions):
+    cls = SerialSession if opts.one_at_a_time else BatchSession
+    return cls(model, [list(map(int, p)) for p in prompts], opts)
+
+
+# ---------------------------------------------------------------- greedy and sample
+
+def sample_next(logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
+                top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """(B, V) logits -> (B,) ids drawn after temperature, top-k and top-p (nucleus) filtering."""
+    logits = logits / temperature
+    if 0 < top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cum - sorted_logits.softmax(dim=-1) >= top_p  # keep the smallest prefix reaching top_p
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
+
+
+def _single(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decoded]:
+    """Greedy or sampling: one row per problem; finished problems leave the batch."""
+    sess = _session(model, prompts, opts)
+    gen = None
+    if opts.decoder == "sample":
+        gen = torch.Generator(device=sess.device).manual_seed(opts.seed)
+    B = len(prompts)
+    active = list(range(B))  # problem of each row
+    ids: list[tuple[int, ...]] = [()] * B
+    scores = [0.0] * B
+    where = {}  # problem -> index into the previous Step.beams
+    hyps: list[tuple[Hypothesis, ...]] = [()] * B
+    steps, prefill_ms, tok = [], 0.0, None
+    for step in range(opts.max_new):
+        t0 = time.perf_counter()
+        with grad_mode(opts.grad_mode):
+            if step == 0:
+                logits = sess.prefill()
+                prefill_ms = sess.elapsed_since(t0)
+            else:
+                logits = sess.step(tok)
+            with record_function("beam_select"):
+                logprobs = F.log_softmax(logits.float(), dim=-1)
+                if gen is None:
+                    tok = logprobs.argmax(dim=-1)
+                else:
+                    tok = sample_next(logits.float(), gen, opts.temperature, opts.top_k, opts.top_p)
+                picked = logprobs.gather(1, tok[:, None]).squeeze(1)
+                tok_list, lp_list = tok.tolist(), picked.tolist()
+        beams, keep = [], []
+        for r, b in enumerate(active):
+            ids[b] = ids[b] + (tok_list[r],)
+            scores[b] += lp_list[r]
+            ended = tok_list[r] == SEP_ID
+            beams.append(Beam(b, ids[b], scores[b], where.get(b, -1), ended))
+            if ended or step == opts.max_new - 1:
+                hyps[b] = (Hypothesis(ids[b][:-1] if ended else ids[b], scores[b], ended),)
+            else:
+                keep.append(r)
+        where = {beam.problem: i for i, beam in enumerate(beams)}
+        active = [active[r] for r in keep]
+        if active and len(keep) < len(tok_list):
+            with grad_mode(opts.grad_mode):
+                sess.select(keep, keep_problems=keep)
+                tok = tok[torch.tensor(keep, device=tok.device)]
+        ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes)
+        steps.append(ev)
+        yield ev
+        if not active:
+            break
+    return Decoded(tuple(hyps), tuple(steps), prefill_ms, sum(s.elapsed_ms for s in steps))
+
+
+# ---------------------------------------------------------------- beam search
+
+@dataclass
+class _Problem:
+    """Python-side bookkeeping of one problem's beams (the tensors live in the session)."""
+    index: int
+    ids: list[tuple[int, ...]]     # live beams' generated ids, by slot
+    scores: list[float]
+    where: list[int]               # index of each live slot in the previous Step.beams (-1: not shown)
+    finished: list[tuple[float, Hypothesis]]
+
+    def add_finished(self, score: float, hyp: Hypothesis, width: int) -> None:
+        self.finished.append((score, hyp))
+        self.finished.sort(key=lambda x: -x[0])  # stable: earlier hypotheses win ties, like HF's merge
+        del self.finished[width:]
+
+
+def _beam(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decoded]:
+    K, V = opts.width, model.config.vocab_size
+    sess = _session(model, prompts, opts)
+    problems = [_Problem(b, [()] * K, [0.0] * K, [-1] * K, []) for b in range(len(prompts))]
+    active = list(problems)
+    steps, prefill_ms, live_tok = [], 0.0, None
+    for step in range(opts.max_new):
+        t0 = time.perf_counter()
+        last = step == opts.max_new - 1
+        with grad_mode(opts.grad_mode):
+            if step == 0:
+                logprobs = F.log_softmax(sess.prefill().float(), dim=-1)  # (G, V)
+                prefill_ms = sess.elapsed_since(t0)
+                start = logprobs.new_full((K,), -1e9)
+                start[0] = 0.0  # HF: only the first copy of the prompt may pick tokens at step 0
+                cand = logprobs[:, None, :] + start[None, :, None]  # (G, K, V)
+                sess.expand(K)
+            else:
+                logprobs = F.log_softmax(sess.step(live_tok).float(), dim=-1)
+                cand = logprobs.view(len(active), K, V) + live_scores[:, :, None]
+            with record_function("beam_select"):
+                sel = _select(cand.view(len(active), K * V), K, V, step + 1, opts.length_penalty, last)
+                live_scores, live_tok = sel["live_scores"], sel["live_tok"]
+                host = {k: v.tolist() for k, v in sel.items() if k != "live_tok"}
+        beams, keep, parents = _advance_problems(active, host, K, last)
+        active = [active[i] for i in keep]
+        if active:
+            with grad_mode(opts.grad_mode):
+                sess.select(parents, keep_problems=keep)
+                if len(keep) < len(host["best"]):
+                    rows = torch.tensor(keep, device=live_tok.device)
+                    live_scores, live_tok = live_scores[rows], live_tok[rows]
+                live_tok = live_tok.reshape(-1)
+        ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes)
+        steps.append(ev)
+        yield ev
+        if not active:
+            break
+    hyps = tuple(tuple(h for _, h in p.finished) for p in problems)
+    return Decoded(hyps, tuple(steps), prefill_ms, sum(s.elapsed_ms for s in steps))
+
+
+def _select(cand: torch.Tensor, K: int, V: int, length: int, length_penalty: float, last: bool) -> dict:
+    """The tensor half of one beam step, for G problems at once. cand (G, K*V) cumulative log-probs."""
+    top_scores, top_idx = cand.topk(2 * K, dim=-1)  # (G, 2K), best first
+    src, tok = top_idx // V, top_idx % V
+    ends = torch.ones_like(tok, dtype=torch.bool) if last else tok == SEP_ID
+    running = top_scores + ends.float() * -1e9  # ended candidates cannot live on
+    nxt = running.topk(K, dim=-1).indices  # (G, K): the first K that did not end
+    live_scores = running.gather(1, nxt)
+    best = live_scores[:, 0] / float(length ** length_penalty)  # HF's early-stop estimate
+    return {"top_scores": top_scores, "ranked": top_scores / float(length ** length_penalty), "src": src,
+            "tok": tok, "ends": ends, "nxt": nxt, "live_scores": live_scores, "live_src": src.gather(1, nxt),
+            "live_tok": tok.gather(1, nxt), "best": best}
+
+
+def _advance_problems(active: list[_Problem], host: dict, K: int, last: bool):
+    """The Python half: finished hypotheses, live beams' ids, early stop, Step beams and parent rows."""
+    beams, keep, parents = [], [], []
+    for g, p in enumerate(active):
+        for c in range(K):  # only the top K candidates may finish (HF's top_num_beam_mask)
+            score = host["top_scores"][g][c]
+            if host["ends"][g][c] and score > UNREACHABLE:
+                s, t = host["src"][g][c], host["tok"][g][c]
+                ended = t == SEP_ID
+                ids = p.ids[s] + (t,)
+                p.add_finished(host["ranked"][g][c], Hypothesis(ids[:-1] if ended else ids, host["ranked"][g][c],
+                                                                ended), K)
+                beams.append(Beam(p.index, ids, score, p.where[s], True))
+        new_ids, new_where = [], []
+        live_src = host["live_src"][g]
+        for j in range(K):
+            s, score = live_src[j], host["live_scores"][g][j]
+            new_ids.append(p.ids[s] + (host["tok"][g][host["nxt"][g][j]],))
+            if score > UNREACHABLE and not last:
+                new_where.append(len(beams))
+                beams.append(Beam(p.index, new_ids[-1], score, p.where[s], False))
+            else:
+                new_where.append(-1)
+        p.ids, p.scores, p.where = new_ids, host["live_scores"][g], new_where
+        full = len(p.finished) == K
+        improvable = host["best"][g] > (p.finished[-1][0] if full else -1e9)
+        if not last and improvable:
+            keep.append(g)
+            parents.extend(g * K + s for s in live_src)
+    return beams, keep, parents
+
+
+# ---------------------------------------------------------------- answers
 
 def rank_answers(f: Poly, hyps: Sequence[Hypothesis]) -> tuple[Answer, ...]:
     """Verify each hypothesis against f; keep the model's order."""
-    raise NotImplementedError
+    out = []
+    for h in hyps:
+        try:
+            tokens = decode_ids(h.ids)
+        except TokenizerError as e:
+            out.append(Answer(h.ids, "", h.score, None, False, None, str(e)))
+            continue
+        prefix = " ".join(tokens)
+        try:
+            q = from_prefix_tokens(tokens)
+        except PolynomialError as e:
+            out.append(Answer(h.ids, prefix, h.score, None, False, None, f"does not parse: {e}"))
+            continue
+        with record_function("verify"):
+            verdict = verify(f, q)
+        out.append(Answer(h.ids, prefix, h.score, q, verdict.ok, verdict.outer, verdict.reason))
+    return tuple(out)
 
 
 def best_answer(answers: Sequence[Answer]) -> Answer | None:
     """The first verified answer, else the first answer, else None."""
-    raise NotImplementedError
+    for a in answers:
+        if a.verified:
+            return a
+    return answers[0] if answers else None
+
+
+def encode_problem(f: Poly) -> list[int]:
+    """The model's prompt for f: its prefix tokens and the separator."""
+    return encode(to_prefix(f)) + [SEP_ID]
 
 
 def solve(model, fs: Sequence[Poly], opts: DecodeOptions) -> list[tuple[Answer, ...]]:
     """Encode each f, decode them in one batch, verify. Raises ValueError for input that cannot fit."""
-    raise NotImplementedError
+    result = run_to_completion(decode(model, [encode_problem(f) for f in fs], opts))
+    return [rank_answers(f, hyps) for f, hyps in zip(fs, result.hypotheses)]

@@ -50,10 +50,12 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, layer: int, mask, cache, attention: str):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (B, H, T, D)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, S, D): everything cached so far plus this step
+            if cache.prefix_k is not None:  # shared-prefix: the prompt is held once per problem
+                y = attend_shared(q, cache.prefix_k[layer], cache.prefix_v[layer], cache.prefix_mask, k, v)
+                return self.proj(y.transpose(1, 2).reshape(B, T, C))
         if attention == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1)
         else:
@@ -63,7 +65,29 @@ class SelfAttention(nn.Module):
             elif T > 1:
                 att = att.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), float("-inf"))
             y = F.softmax(att, dim=-1) @ v
-        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+def attend_shared(q, pk, pv, pmask, gk, gv):
+    """One new token per row attends its problem's prompt (stored once) and its own generated keys.
+
+    q (N, H, 1, D) with the N = G * K rows grouped by problem; pk, pv (G, H, P, D); pmask (G, 1, 1, P)
+    bool or None; gk, gv (N, H, S, D). The prompt part is a batched matmul over the K rows of each
+    problem, so the prompt's keys are never copied per beam. The softmax spans both parts.
+    """
+    N, H, T, D = q.shape
+    G, P = pk.size(0), pk.size(2)
+    K = N // G
+    scale = 1.0 / math.sqrt(D)
+    qg = q.view(G, K, H, D).transpose(1, 2)  # (G, H, K, D)
+    sp = (qg @ pk.transpose(-2, -1)) * scale  # (G, H, K, P)
+    if pmask is not None:
+        sp = sp.masked_fill(~pmask, float("-inf"))
+    sg = (q @ gk.transpose(-2, -1)) * scale  # (N, H, 1, S)
+    att = torch.cat((sp.transpose(1, 2).reshape(N, H, 1, P), sg), dim=-1).softmax(dim=-1)
+    wp, wg = att.split((P, att.size(-1) - P), dim=-1)
+    yp = wp.view(G, K, H, P).transpose(1, 2) @ pv  # (G, H, K, D)
+    return yp.transpose(1, 2).reshape(N, H, 1, D) + wg @ gv
 
 
 class Block(nn.Module):
@@ -102,8 +126,8 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx: torch.Tensor, pos: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                cache=None, attention: str = "sdpa") -> torch.Tensor:
-        """idx (B, T) token ids -> logits (B, T, V).
+                cache=None, attention: str = "sdpa", last_only: bool = False) -> torch.Tensor:
+        """idx (B, T) token ids -> logits (B, T, V), or (B, 1, V) for the last position when last_only.
 
         pos:  (B, T) or (T,) position ids; default 0..T-1 after whatever the cache holds.
         mask: bool (B, 1, T, S), True where a query may attend a key; S counts cached keys too.
@@ -114,15 +138,19 @@ class GPT(nn.Module):
         if attention not in ATTENTION_BACKENDS:
             raise ValueError(f"unknown attention backend {attention!r}; choose from {ATTENTION_BACKENDS}")
         B, T = idx.shape
+        start = 0 if cache is None else cache.pos
         if pos is None:
-            start = 0 if cache is None else cache.pos
-            pos = torch.arange(start, start + T, device=idx.device)
-        if int(pos.max()) >= self.config.block_size:
-            raise ValueError(f"position {int(pos.max())} is beyond the block size {self.config.block_size}")
-        if mask is None and cache is not None and cache.pos > 0 and T > 1:
-            S = cache.pos + T  # causal over new queries against cached + new keys
-            mask = torch.ones(T, S, dtype=torch.bool, device=idx.device).tril(diagonal=cache.pos)
-        x = self.tok_emb(idx) + self.pos_emb[0, pos]
+            if start + T > self.config.block_size:
+                raise ValueError(f"position {start + T - 1} is beyond the block size {self.config.block_size}")
+            pos_emb = self.pos_emb[:, start:start + T]  # a slice: no index tensor, no device sync
+        else:
+            pos_emb = self.pos_emb[0, pos]  # the caller keeps pos < block_size (decode checks it up front)
+        if mask is None and start > 0 and T > 1:
+            S = start + T  # causal over new queries against cached + new keys
+            mask = torch.ones(T, S, dtype=torch.bool, device=idx.device).tril(diagonal=start)
+        x = self.tok_emb(idx) + pos_emb
         for i, block in enumerate(self.blocks):
             x = block(x, i, mask, cache, attention)
+        if last_only:
+            x = x[:, -1:]  # decoding needs only the next-token logits
         return self.head(self.ln_f(x))

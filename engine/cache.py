@@ -1,0 +1,217 @@
+"""KV-cache strategies behind one small interface, picked by name.
+
+A cache belongs to one request: decode() creates it, passes it into GPT.forward(cache=...) and drops
+it at the end; it is never stored on the model. Every strategy speaks the same verbs:
+
+    update(layer, k, v) -> (k, v)   store this step's keys/values (B, H, T, D); return all of them (B, H, S, D)
+    advance(n)                      after a forward: n more positions are stored
+    pos                             positions stored so far
+    reset()                         forget everything
+    reorder(beam_idx)               rows follow beam_idx (one index_select on the batch dim)
+    clone_rows(beam_idx)            the same result the seed's way: one deep copy per surviving row
+    expand(k)                       after the prefill: repeat every row k times (one per beam)
+    nbytes                          bytes held
+
+Strategies: "none" (no cache: the decoder recomputes the whole sequence, the reference), "concat"
+(grows with torch.cat), "static" (preallocated, written in place). Beam cache handling: "clone",
+"gather", "shared-prefix" (SharedPrefixCache wraps concat or static: the prompt's keys/values are
+held once per problem and only the generated positions follow the beams).
+"""
+from __future__ import annotations
+
+import torch
+
+
+class ConcatCache:
+    """Per layer one (B, H, S, D) tensor for keys and one for values, grown with torch.cat."""
+
+    prefix_k = None  # only SharedPrefixCache holds a separate prompt part
+
+    def __init__(self, n_layer: int, max_len: int):
+        self.n_layer, self.max_len = n_layer, max_len
+        self.reset()
+
+    def reset(self) -> None:
+        self.k: list[torch.Tensor | None] = [None] * self.n_layer
+        self.v: list[torch.Tensor | None] = [None] * self.n_layer
+        self.pos = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k[layer] is not None:
+            k = torch.cat((self.k[layer], k), dim=2)
+            v = torch.cat((self.v[layer], v), dim=2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        self.k = [t.index_select(0, beam_idx) for t in self.k]
+        self.v = [t.index_select(0, beam_idx) for t in self.v]
+
+    def clone_rows(self, beam_idx: list[int]) -> None:
+        """The seed's beam handling: every surviving row deep-copies its parent's cache, layer by layer."""
+        rows = [[(self.k[i][r:r + 1].clone(), self.v[i][r:r + 1].clone()) for i in range(self.n_layer)]
+                for r in beam_idx]
+        self.k = [torch.cat([row[i][0] for row in rows]) for i in range(self.n_layer)]
+        self.v = [torch.cat([row[i][1] for row in rows]) for i in range(self.n_layer)]
+
+    def expand(self, k: int) -> None:
+        self.k = [t.repeat_interleave(k, dim=0) for t in self.k]
+        self.v = [t.repeat_interleave(k, dim=0) for t in self.v]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.k + self.v if t is not None)
+
+
+class StaticCache:
+    """One preallocated buffer (B, 2, L, H, max_len, D), written in place at `pos`.
+
+    Rows first, so a reorder is one index_select of whole contiguous rows into a second buffer of
+    the same size (the two are swapped), and dropping rows is a view of the first n rows.
+    """
+
+    prefix_k = None
+
+    def __init__(self, n_layer: int, max_len: int):
+        self.n_layer, self.max_len = n_layer, max_len
+        self.reset()
+
+    def reset(self) -> None:
+        self.buf: torch.Tensor | None = None
+        self.spare: torch.Tensor | None = None
+        self.pos = 0
+
+    def _use(self, buf: torch.Tensor) -> None:
+        self.buf = buf
+        self.k = [buf[:, 0, i] for i in range(self.n_layer)]  # (B, H, max_len, D) views
+        self.v = [buf[:, 1, i] for i in range(self.n_layer)]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, H, T, D = k.shape
+        if self.buf is None:
+            self._use(k.new_empty(B, 2, self.n_layer, H, self.max_len, D))
+        end = self.pos + T
+        if end > self.max_len:
+            raise ValueError(f"static cache holds {self.max_len} positions; asked for {end}")
+        self.k[layer][:, :, self.pos:end] = k
+        self.v[layer][:, :, self.pos:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        n = beam_idx.numel()
+        if self.spare is None or self.spare.size(0) < n:
+            self.spare = self.buf.new_empty((n,) + self.buf.shape[1:])
+        out = self.spare[:n]  # the first n rows of a contiguous buffer are contiguous
+        torch.index_select(self.buf, 0, beam_idx, out=out)
+        self.spare = self.buf
+        self._use(out)
+
+    def clone_rows(self, beam_idx: list[int]) -> None:
+        self._use(torch.cat([self.buf[r:r + 1].clone() for r in beam_idx]))
+        self.spare = None
+
+    def expand(self, k: int) -> None:
+        self._use(self.buf.repeat_interleave(k, dim=0))
+        self.spare = None
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.buf is None else self.buf.numel() * self.buf.element_size()
+
+
+class SharedPrefixCache:
+    """The prompt's keys/values once per problem; the generated part per beam in an inner cache.
+
+    The first update of each layer (the prefill, one row per problem) becomes the shared prefix;
+    later updates go to the inner cache and GPT attends to both parts (model.attend_shared) with
+    prefix_mask (G, 1, 1, P) hiding left padding. Rows are grouped by problem, K per problem.
+    """
+
+    def __init__(self, inner, prefix_mask: torch.Tensor | None = None):
+        self.inner, self.n_layer = inner, inner.n_layer
+        self.pad_mask = prefix_mask
+        self.reset()
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self.prefix_k: list[torch.Tensor] | None = None
+        self.prefix_v: list[torch.Tensor] | None = None
+        self.prefix_mask = self.pad_mask
+        self._pk: list[torch.Tensor | None] = [None] * self.n_layer
+        self._pv: list[torch.Tensor | None] = [None] * self.n_layer
+        self.plen = 0
+
+    @property
+    def pos(self) -> int:
+        return self.plen + self.inner.pos
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.prefix_k is None:  # the prefill: keep the prompt once, attend it normally
+            self._pk[layer], self._pv[layer] = k, v
+            return k, v
+        return self.inner.update(layer, k, v)
+
+    def advance(self, n: int) -> None:
+        if self.prefix_k is None:
+            self.plen += n
+            self.prefix_k, self.prefix_v = self._pk, self._pv
+            self.rows = self._pk[0].size(0)
+        else:
+            self.inner.advance(n)
+
+    def _follow(self, beam_idx: torch.Tensor) -> None:
+        """Drop the prompts of problems that left the batch (rows stay grouped, K per problem)."""
+        G = self.prefix_k[0].size(0)
+        K = self.rows // G
+        n = beam_idx.numel() // K
+        if n != G:
+            keep = beam_idx[::K] // K
+            self.prefix_k = [t.index_select(0, keep) for t in self.prefix_k]
+            self.prefix_v = [t.index_select(0, keep) for t in self.prefix_v]
+            if self.prefix_mask is not None:
+                self.prefix_mask = self.prefix_mask.index_select(0, keep)
+        self.rows = beam_idx.numel()
+
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        self._follow(beam_idx)
+        if self.inner.pos:
+            self.inner.reorder(beam_idx)
+
+    def clone_rows(self, beam_idx: list[int]) -> None:
+        self._follow(torch.tensor(beam_idx, device=self.prefix_k[0].device))
+        if self.inner.pos:
+            self.inner.clone_rows(beam_idx)
+
+    def expand(self, k: int) -> None:
+        """Nothing is copied: the inner cache is still empty and the prompt stays shared."""
+        self.rows = self.prefix_k[0].size(0) * k
+
+    @property
+    def nbytes(self) -> int:
+        shared = 0 if self.prefix_k is None else sum(t.numel() * t.element_size() for t in self.prefix_k + self.prefix_v)
+        return shared + self.inner.nbytes
+
+
+CACHE_STRATEGIES: dict[str, type | None] = {"none": None, "concat": ConcatCache, "static": StaticCache}
+BEAM_CACHE_HANDLING = ("clone", "gather", "shared-prefix")
+
+
+def make_cache(strategy: str, beam_cache: str, n_layer: int, max_len: int,
+               prefix_mask: torch.Tensor | None = None):
+    """A fresh cache for one request, or None for strategy "none" (recompute every step)."""
+    if strategy not in CACHE_STRATEGIES:
+        raise ValueError(f"unknown cache {strategy!r}; choose from {tuple(CACHE_STRATEGIES)}")
+    if beam_cache not in BEAM_CACHE_HANDLING:
+        raise ValueError(f"unknown beam cache {beam_cache!r}; choose from {BEAM_CACHE_HANDLING}")
+    cls = CACHE_STRATEGIES[strategy]
+    if cls is None:
+        return None
+    if beam_cache == "shared-prefix":
+        return SharedPrefixCache(cls(n_layer, max_len), prefix_mask)
+    return cls(n_layer, max_len)

@@ -1,0 +1,26 @@
+"""Device choice and synchronisation for honest timings."""
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """CUDA wherever a GPU is present, else the CPU; `requested` ("cpu", "cuda", "cuda:1") overrides."""
+    if requested is None or requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ValueError(f"unknown device {requested!r}; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA GPU is available here")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {requested!r}; use cpu or cuda")
+    return device
+
+
+def synchronize(device: torch.device | str | None = None) -> None:
+    """Wait for queued GPU work (a no-op on the CPU), so a timer measures finished work."""
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,215 @@
+"""One decode request's tensors: padded prompts, masks, positions and the KV cache.
+
+The decoders in engine.decode only choose tokens; a session turns "these rows, these tokens" into
+next-token logits and makes its rows follow the chosen parents. BatchSession runs every row of
+every problem in one forward per step; SerialSession is the seed's loop (one forward per beam,
+one deep copy of the cache per surviving candidate), kept as a benchmark baseline.
+
+Left padding keeps every prompt's last token in the last column. Each row's positions start at 0
+at its first real token, and a key-padding mask hides the padding; padded queries may attend to
+themselves, so no attention row is fully masked (no NaN).
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from torch.profiler import record_function
+
+from .cache import make_cache
+from .device import synchronize
+from .tokenizer import PAD_ID
+
+
+def grad_mode(name: str):
+    """"inference" -> torch.inference_mode(); "no_grad" -> torch.no_grad()."""
+    return torch.inference_mode() if name == "inference" else torch.no_grad()
+
+
+class _Timed:
+    def elapsed_since(self, t0: float) -> float:
+        """Milliseconds since t0 (perf_counter), after the device has finished its queued work."""
+        synchronize(self.device)
+        return (time.perf_counter() - t0) * 1000.0
+
+    @property
+    def cache_bytes(self) -> int:
+        return 0
+
+
+class BatchSession(_Timed):
+    """All rows in one forward per step. Rows are grouped by problem (K per problem after expand)."""
+
+    def __init__(self, model, prompts: list[list[int]], opts):
+        self.model, self.opts = model, opts
+        self.device = next(model.parameters()).device
+        lens = [len(p) for p in prompts]
+        self.P = P = max(lens)
+        self.total = P + opts.max_new
+        idx = torch.full((len(prompts), P), PAD_ID, dtype=torch.long)
+        for r, p in enumerate(prompts):
+            idx[r, P - len(p):] = torch.tensor(p, dtype=torch.long)
+        self.idx = idx.to(self.device)
+        self.pad = torch.tensor([P - n for n in lens], device=self.device)  # (rows,)
+        self.padded = min(lens) != P
+        self.g = 0  # generated tokens fed to the model so far
+        self.shared = opts.beam_cache == "shared-prefix" and opts.cache != "none"
+        self.recompute = opts.cache == "none"
+        arange = torch.arange(self.total, device=self.device)
+        valid = arange[None, :] >= self.pad[:, None]  # (rows, total): real keys
+        self.cache = make_cache(opts.cache, opts.beam_cache, model.config.n_layer, self.total,
+                                prefix_mask=valid[:, None, None, :P] if self.padded else None)
+        self.seq = None
+        if self.recompute:
+            self.seq = torch.full((len(prompts), self.total), PAD_ID, dtype=torch.long, device=self.device)
+            self.seq[:, :P] = self.idx
+        self.tables = None if opts.rebuild_masks else self._build_tables(self.pad)
+
+    def _build_tables(self, pad: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Masks and positions for every step, built once and sliced per step (V3 and fastest)."""
+        T = self.total
+        arange = torch.arange(T, device=self.device)
+        valid = arange[None, :] >= pad[:, None]  # (rows, T)
+        pos = (arange[None, :] - pad[:, None]).clamp(min=0)  # (rows, T)
+        tables = {"pos": pos, "keys": valid[:, None, None, :]}
+        if self.padded:
+            causal = torch.ones(T, T, dtype=torch.bool, device=self.device).tril()
+            eye = torch.eye(T, dtype=torch.bool, device=self.device)
+            tables["full"] = (causal[None] & (valid[:, None, :] | eye[None]))[:, None]  # (rows, 1, T, T)
+        return tables
+
+    def _mask_full(self, S: int) -> torch.Tensor | None:
+        """(rows, 1, S, S) causal + key padding mask for S positions, or None when nothing is padded."""
+        if not self.padded:
+            return None
+        if self.tables is not None:
+            return self.tables["full"][:, :, :S, :S]
+        arange = torch.arange(S, device=self.device)
+        valid = arange[None, :] >= self.pad[:, None]
+        causal = arange[None, :] <= arange[:, None]
+        return (causal[None] & (valid[:, None, :] | torch.eye(S, dtype=torch.bool, device=self.device)))[:, None]
+
+    def _positions(self, lo: int, hi: int) -> torch.Tensor | None:
+        if not self.padded:
+            return None
+        if self.tables is not None:
+            return self.tables["pos"][:, lo:hi]
+        return (torch.arange(lo, hi, device=self.device)[None, :] - self.pad[:, None]).clamp(min=0)
+
+    def prefill(self) -> torch.Tensor:
+        """Logits (rows, V) for the token after every prompt; fills the cache."""
+        with record_function("prefill"):
+            P = self.P
+            logits = self.model(self.idx, pos=self._positions(0, P), mask=self._mask_full(P), cache=self.cache,
+                                attention=self.opts.attention, last_only=True)
+            if self.cache is not None:
+                self.cache.advance(P)
+        return logits[:, -1]
+
+    def step(self, tok: torch.Tensor) -> torch.Tensor:
+        """Feed the token chosen for every row (rows,); logits (rows, V) for the next one."""
+        with record_function("decode_step"):
+            S = self.P + self.g + 1
+            if self.recompute:
+                self.seq[:, S - 1] = tok
+                logits = self.model(self.seq[:, :S], pos=self._positions(0, S), mask=self._mask_full(S),
+                                    attention=self.opts.attention, last_only=True)
+            else:
+                logits = self.model(tok[:, None], pos=self._positions(S - 1, S), mask=self._key_mask(S),
+                                    cache=self.cache, attention=self.opts.attention, last_only=True)
+                self.cache.advance(1)
+            self.g += 1
+        return logits[:, -1]
+
+    def _key_mask(self, S: int) -> torch.Tensor | None:
+        """(rows, 1, 1, S): which cached keys the new token may see (shared-prefix masks its prompt itself)."""
+        if not self.padded or self.shared:
+            return None
+        if self.tables is not None:
+            return self.tables["keys"][..., :S]
+        return (torch.arange(S, device=self.device)[None, :] >= self.pad[:, None])[:, None, None, :]
+
+    def expand(self, k: int) -> None:
+        """After the prefill: every problem's row becomes k rows (one per beam)."""
+        if k == 1:
+            return
+        self.pad = self.pad.repeat_interleave(k)
+        if self.tables is not None:
+            if not self.recompute:
+                self.tables.pop("full", None)  # with a cache only the prefill needs the square mask
+            self.tables = {name: t.repeat_interleave(k, dim=0) for name, t in self.tables.items()}
+        if self.seq is not None:
+            self.seq = self.seq.repeat_interleave(k, dim=0)
+        if self.cache is not None:
+            self.cache.expand(k)
+
+    def select(self, parents: list[int], keep_problems: list[int]) -> None:
+        """Rows follow their parents (rows of the same problem); problems not in keep_problems are gone."""
+        rows = self.pad.numel()
+        if parents == list(range(rows)):
+            return
+        idx = torch.tensor(parents, device=self.device)
+        if len(parents) != rows:  # problems left: per-row tables shrink (within a problem they are equal)
+            self.pad = self.pad.index_select(0, idx)
+            if self.tables is not None:
+                self.tables = {name: t.index_select(0, idx) for name, t in self.tables.items()}
+        if self.seq is not None:
+            self.seq = self.seq.index_select(0, idx)
+        if self.cache is None:
+            return
+        if self.opts.beam_cache == "clone":
+            with record_function("cache_clone"):
+                self.cache.clone_rows(parents)
+        else:
+            with record_function("cache_reorder"):
+                self.cache.reorder(idx)
+
+    @property
+    def cache_bytes(self) -> int:
+        return 0 if self.cache is None else self.cache.nbytes
+
+
+class SerialSession(_Timed):
+    """The seed's way: each problem prefilled alone, one forward per beam, one cache copy per candidate."""
+
+    def __init__(self, model, prompts: list[list[int]], opts):
+        self.model, self.opts = model, opts
+        self.device = next(model.parameters()).device
+        self.prompts = prompts
+        self.rows: list[tuple[list[int], object]] = []  # (token ids so far, cache) per row
+
+    def _forward(self, seq: list[int], cache) -> torch.Tensor:
+        feed = seq if cache is None or cache.pos == 0 else seq[-1:]
+        x = torch.tensor([feed], dtype=torch.long, device=self.device)
+        logits = self.model(x, cache=cache, attention=self.opts.attention, last_only=True)
+        if cache is not None:
+            cache.advance(len(feed))
+        return logits[:, -1]
+
+    def prefill(self) -> torch.Tensor:
+        with record_function("prefill"):
+            for p in self.prompts:
+                cache = make_cache(self.opts.cache, "gather", self.model.config.n_layer, len(p) + self.opts.max_new)
+                self.rows.append((list(p), cache))
+            return torch.cat([self._forward(seq, cache) for seq, cache in self.rows])
+
+    def step(self, tok: torch.Tensor) -> torch.Tensor:
+        out = []
+        for (seq, cache), t in zip(self.rows, tok.tolist()):
+            with record_function("decode_step"):
+                seq.append(t)
+                out.append(self._forward(seq, cache))
+        return torch.cat(out)
+
+    def expand(self, k: int) -> None:
+        with record_function("cache_clone"):
+            self.rows = [copy.deepcopy(row) for row in self.rows for _ in range(k)]
+
+    def select(self, parents: list[int], keep_problems: list[int]) -> None:
+        with record_function("cache_clone"):
+            self.rows = [copy.deepcopy(self.rows[r]) for r in parents]
+
+    @property
+    def cache_bytes(self) -> int:
+        return sum(cache.nbytes for _, cache in self.rows if cache is not None)
