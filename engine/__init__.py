@@ -12,7 +12,8 @@ from .polynomial import (Poly, PolynomialError, Verdict, canonical_inner, degree
                          to_unicode, verify)
 from .tokenizer import PAD_ID, SEP_ID, VOCAB, decode_text, encode
 from .data import DatasetError, out_of_domain
-from .polynomial import classical_decomposition, describe_decomposition, parse_polynomial
+from .classical import classical_decomposition, describe_decomposition
+from .polynomial import parse_polynomial
 from .bench import SUITES, format_table, run_suite
 from .hf import hf_decode
 from .profiler import PHASES, list_runs, profile_run

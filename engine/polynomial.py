@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from math import gcd, lcm
+from math import gcd
 from typing import Iterable
 
 Poly = tuple[int, ...]
@@ -296,62 +296,6 @@ def verify(f: Poly, q: Poly) -> Verdict:
     if outer is None:
         return Verdict(False, None, "f is not an integer polynomial in Q")
     return Verdict(True, outer, "")
-
-
-# ---------------------------------------------------------------- the classical answer
-
-MAX_DECOMPOSE_DEGREE = 64
-
-
-def _integer_inner(coeffs: list[Fraction]) -> Poly:
-    """A rational inner polynomial (descending coefficients) as its canonical integer multiple."""
-    m = lcm(*(c.denominator for c in coeffs))
-    return canonical_inner(normalize(int(c * m) for c in reversed(coeffs)))
-
-
-def classical_decomposition(f: Poly) -> list[Poly]:
-    """sympy's functional decomposition of f, outermost first: f = g1(g2(...(gn))). [f] if there is none.
-
-    sympy decomposes over the rationals (over the integers it misses every decomposition whose
-    inner leading coefficient is not ±1). Each inner part is turned into its canonical integer
-    form (canonical_inner) and each outer part recovered exactly with q_adic_expansion, so all
-    components are integer polynomials whose composition is f; a split with no integer form is
-    merged into its neighbour. The sympy Poly is built from the coefficients, never from text.
-    """
-    f = normalize(f)
-    if degree(f) > MAX_DECOMPOSE_DEGREE:
-        raise PolynomialError(f"degree {degree(f)} is above the limit of {MAX_DECOMPOSE_DEGREE} "
-                              "for the classical decomposition")
-    if degree(f) < 4:  # degree 0..3: nothing composes to it non-trivially
-        return [f]
-    import sympy  # heavy to import; only this function needs it
-
-    a = sympy.Symbol("a")
-    parts = sympy.Poly(list(reversed(f)), a, domain=sympy.QQ).decompose()
-    inners: list[Poly] = []  # g_k(...(gn)) for k = 2..n, as integer polynomials, outermost first
-    h = None
-    for g in reversed(parts[1:]):
-        h = g if h is None else g.compose(h)
-        inners.insert(0, _integer_inner([Fraction(int(c.p), int(c.q)) for c in h.all_coeffs()]))
-    out, current = [], f
-    for inner in inners:
-        outer = q_adic_expansion(current, inner)
-        if outer is not None:
-            out.append(outer)
-            current = inner
-    return out + [current]
-
-
-def describe_decomposition(f: Poly) -> str:
-    """The classical answer in words, e.g. "f = P(Q), Q = a² + 3a, P = 2a² - 1"."""
-    parts = classical_decomposition(f)
-    if len(parts) == 1:
-        return f"sympy finds no decomposition of f = {to_unicode(normalize(f))} (degree {max(degree(f), 0)})"
-    names = ["P", *"RSTU"[:len(parts) - 2], "Q"]  # at most 6 parts for degree <= 64
-    nested = names[-1]
-    for name in reversed(names[:-1]):
-        nested = f"{name}({nested})"
-    return ", ".join([f"f = {nested}"] + [f"{n} = {to_unicode(p)}" for n, p in reversed(list(zip(names, parts)))])
 
 
 # parse.py builds on this module; the parser is re-exported here so one import gives everything.
