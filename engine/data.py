@@ -63,6 +63,7 @@ def random_problem(rng: random.Random, outer_deg: int, inner_deg: int, canonical
 
 
 def parse_pair(text: str) -> tuple[int, int]:
+    """Parse "3_4" into (outer degree, inner degree) = (3, 4)."""
     try:
         i, j = (int(x) for x in text.strip().split("_"))
     except ValueError:
@@ -100,7 +101,7 @@ def dataset_path(out_dir: str, outer_deg: int, inner_deg: int) -> str:
 
 def write_dataset(path: str, problems: list[Problem]) -> None:
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:  # the same bytes on every platform
         for p in problems:
             fh.write(p.line() + "\n")
     os.replace(tmp, path)  # never leave a half-written file behind
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         pairs = [parse_pair(p) for p in args.pairs.split(",") if p.strip()]
     except ValueError as e:
         ap.error(str(e))
+    if not pairs:
+        ap.error("--pairs names no degree pair")
     if args.n < 1:
         ap.error("--n must be >= 1")
     os.makedirs(args.out, exist_ok=True)
