@@ -97,7 +97,8 @@ def describe_decomposition(f: Poly) -> str:
     """The classical answer in words, e.g. "f = P(Q), Q = a² + 3a, P = 2a² - 1"."""
     parts = classical_decomposition(f)
     if len(parts) == 1:
-        return f"sympy finds no decomposition of f = {to_unicode(normalize(f))} (degree {max(degree(f), 0)})"
+        return (f"no decomposition: f = {to_unicode(normalize(f))} is not P(Q) with integer P, Q "
+                f"and 2 ≤ deg Q < deg f = {max(degree(f), 0)}")
     names = ["P", *"RSTU"[:len(parts) - 2], "Q"]  # at most 6 parts for degree <= 64
     nested = names[-1]
     for name in reversed(names[:-1]):
