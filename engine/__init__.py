@@ -14,6 +14,6 @@ from .tokenizer import PAD_ID, SEP_ID, VOCAB, decode_text, encode
 from .data import DatasetError, out_of_domain
 from .classical import classical_decomposition, describe_decomposition
 from .polynomial import parse_polynomial
-from .bench import SUITES, format_table, run_suite
+from .benchmark import SUITES, format_table, run_suite
 from .hf import hf_decode
 from .profiler import PHASES, list_runs, profile_run

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .bench_util import (Progress, Subject, machine, matmul_gflops, max_new_for, problems, prompt_ids, repeat,
-                         report, run_ours, stats, timed, top_ids)
+from .bench_util import (Progress, Subject, answer_rule, machine, matmul_gflops, max_new_for, problems, prompt_ids,
+                         repeat, report, run_ours, stats, timed, top_ids)
 from .decode import best_answer, preset, rank_answers
 
 GEN_PRESETS = ("V1", "V2", "V3", "fastest")
@@ -65,7 +65,7 @@ def generation(subject: Subject, runs: int, warmup: int, progress: Progress | No
                "v1_to_v3": {c: round(s, 2) for c, s in v3.items()},
                "fastest_vs_v1": {c: round(s, 2) for c, s in fastest.items()}, "outputs_identical": identical}
     settings = {"runs": runs, "warmup": warmup, "decoder": "greedy",
-                "max_new": "natural stop at END" if subject.trained else "forced: reference answer length + END"}
+                "max_new": answer_rule(subject)}
     return _result("generation", subject, settings, [GEN_DEFINITION], ["case", "batch", "prompt_tokens", "preset",
                    "avg_ms", "min_ms", "max_ms", "speedup_vs_v1"], rows, summary)
 
@@ -151,7 +151,7 @@ def beam(subject: Subject, runs: int, warmup: int, n: int = 30, widths: tuple[in
         f"step_vs_floor_w{wmax}": round(step[wmax, "fastest"] / floor_ms, 2),
     }
     settings = {"problems": n, "pair": "2_2", "widths": list(widths), "runs": runs, "warmup": warmup,
-                "max_new": "natural stop at END" if subject.trained else "forced: reference answer length + END"}
+                "max_new": answer_rule(subject)}
     definitions = [
         "no cache: the whole sequence is recomputed every step (all beams of a problem in one forward)",
         "seed way: concat cache, every surviving candidate clones its parent's cache, one forward per beam",
@@ -203,7 +203,7 @@ def hf(subject: Subject, runs: int, warmup: int, n: int = 12, progress: Progress
     settings = {"problems": n, "pair": "2_2", "runs": runs, "warmup": warmup, "ours": "preset fastest",
                 "hf": "generate(do_sample=False | num_beams=K, length_penalty=0.0, early_stopping=False), "
                       "left padding + attention_mask",
-                "max_new": "natural stop at END" if subject.trained else "forced: reference answer length + END"}
+                "max_new": answer_rule(subject)}
     definitions = ["speedup = transformers ms / ours ms; identical_best compares each problem's best answer "
                    "token for token, identical_all_beams every returned beam in order",
                    "speedup_vs_hf_greedy is the smaller of the batch 1 and batch 4 figures"]

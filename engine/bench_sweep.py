@@ -104,11 +104,13 @@ def figure(rows: list[dict], grid: dict) -> dict:
                  for L in grid["lengths"]]
             data.append({"type": "heatmap", "z": z, "x": [str(w) for w in grid["widths"]],
                          "y": [str(L) for L in grid["lengths"]], "xaxis": f"x{k}", "yaxis": f"y{k}",
-                         "zmid": 1.0, "colorscale": "RdBu", "showscale": k == 1, "texttemplate": "%{z:.2f}x",
+                         "coloraxis": "coloraxis", "texttemplate": "%{z:.2f}x",
                          "hovertemplate": f"{size}, {label(strategy)}<br>width %{{x}}, prompt %{{y}}<br>"
                                           "%{z:.2f}x vs no cache<extra></extra>"})
     layout = {"title": {"text": "Speedup over no cache (>1: the cache pays)"},
               "grid": {"rows": len(sizes), "columns": n, "pattern": "independent"},
+              "coloraxis": {"colorscale": "RdBu", "reversescale": True, "cmid": 1.0,
+                            "colorbar": {"title": {"text": "speedup"}}},
               "height": 260 * len(sizes) + 120, "annotations": []}
     for r, size in enumerate(sizes):
         for c, strategy in enumerate(STRATEGIES):

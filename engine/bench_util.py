@@ -15,12 +15,13 @@ from .data import Problem, generate
 from .decode import Decoded, DecodeOptions, decode, run_to_completion
 from .model import GPT, PRESETS
 from .profiler import machine_info
-from .tokenizer import SEP_ID, encode
+from .tokenizer import PAD_ID, SEP_ID, encode
 
 log = logging.getLogger(__name__)
 
 BENCH_SEED = 1234  # problems are generated with this seed: every run measures the same inputs
 TRAINED_MAX_NEW = 40  # trained weights stop by themselves; this only caps a runaway answer
+SMOKE_ANSWER_CAP = 4  # smoke runs check structure, not speed: a few tokens per answer are enough
 
 Progress = Callable[[float, str], None]
 
@@ -32,22 +33,25 @@ class Subject:
     label: str          # e.g. "checkpoint weights/default" or "random weights, preset paper"
     trained: bool       # False: random weights, END is unreachable and answer lengths are forced
     device: torch.device
+    answer_cap: int | None = None  # smoke runs: at most this many tokens per answer
 
 
 def ban_end(model: GPT) -> GPT:
-    """Make END unreachable on a random-weight model, so every decoder runs to max_new and does equal work.
+    """Make END (and PAD) unreachable on a random-weight model, so every decoder runs to max_new and does
+    equal work.
 
     With untrained LayerNorm weights (gain 1) each normalised feature lies in [-sqrt(C), sqrt(C)], so a
-    final-LayerNorm bias of sqrt(C) + 1 on feature 0 keeps it >= 1; the head row for END then reads only
-    that feature with weight -1000, putting END's logit below -1000 at every position. The change is in
-    the weights, so the exported transformers model behaves the same way."""
+    final-LayerNorm bias of sqrt(C) + 1 on feature 0 keeps it >= 1; the head rows for END and PAD then read
+    only that feature with weight -1000, putting their logits below -1000 at every position. The change is
+    in the weights, so the exported transformers model behaves the same way."""
     C = model.config.n_embd
     with torch.no_grad():
         if not torch.allclose(model.ln_f.weight, torch.ones_like(model.ln_f.weight)):
             raise ValueError("ban_end needs an untrained final LayerNorm (gain 1)")
         model.ln_f.bias[0] = math.sqrt(C) + 1.0
-        model.head.weight[SEP_ID].zero_()
-        model.head.weight[SEP_ID, 0] = -1000.0
+        for banned in (SEP_ID, PAD_ID):
+            model.head.weight[banned].zero_()
+            model.head.weight[banned, 0] = -1000.0
     return model
 
 
@@ -67,7 +71,8 @@ def load_subject(checkpoint: str | None = None, preset: str | None = None, smoke
     if smoke and not checkpoint:
         preset = preset or "tiny"
     if preset:
-        return Subject(random_model(preset).to(device), f"random weights, preset {preset}", False, device)
+        return Subject(random_model(preset).to(device), f"random weights, preset {preset}", False, device,
+                       SMOKE_ANSWER_CAP if smoke else None)
     path = checkpoint or DEFAULT_CHECKPOINT
     if checkpoint is None and not os.path.exists(path + ".safetensors"):
         log.warning("no checkpoint at %s; measuring random weights of the default preset", path)
@@ -89,7 +94,16 @@ def max_new_for(subject: Subject, batch: Sequence[Problem]) -> int:
     """Trained: a generous cap (answers stop at END). Random: the longest reference answer plus END."""
     if subject.trained:
         return TRAINED_MAX_NEW
-    return max(len(encode(p.answer)) + 1 for p in batch)
+    n = max(len(encode(p.answer)) + 1 for p in batch)
+    return min(n, subject.answer_cap) if subject.answer_cap else n
+
+
+def answer_rule(subject: Subject) -> str:
+    """How answer lengths are decided, for the table header."""
+    if subject.trained:
+        return f"natural stop at END (cap {TRAINED_MAX_NEW})"
+    cap = f", capped at {subject.answer_cap}" if subject.answer_cap else ""
+    return f"forced: reference answer length + END{cap} (random weights, END unreachable)"
 
 
 def sync(device: torch.device) -> None:

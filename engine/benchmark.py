@@ -1,24 +1,13 @@
-"""Benchmarks: where decoding time goes and which optimisation pays, measured on this machine.
-
-    python -m engine.bench generation [--runs 20] [--warmup 5]   # the seed's V1/V2/V3 table, plus fastest
-    python -m engine.bench beam                                  # 30 problems of (2,2), widths 5 and 10
-    python -m engine.bench hf                                    # ours vs transformers generate()
-    python -m engine.bench sweep                                 # when does a KV cache pay? (+ sweep.html)
-    common: [--json] [--checkpoint PATH | --preset tiny|default|paper] [--smoke] [--out DIR]
-
-Each prints a table (unless --json) and then one JSON line: {"suite", "machine", "rows", "summary", ...}.
-The result is also written to <out>/<suite>.json (the sweep's chart beside it as sweep.html). With
---preset the weights are random and END is made unreachable, so every configuration generates the same
-number of tokens; with a checkpoint (default: the shipped one) answers stop at END.
-"""
+"""The benchmark runner behind `python -m engine.bench`: run_suite(), format_table() and the CLI's main()."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import os
-import sys
 from typing import Callable
+
+import torch
 
 from .bench_suites import beam, generation, hf
 from .bench_sweep import sweep
@@ -29,8 +18,8 @@ log = logging.getLogger(__name__)
 SUITES: tuple[str, ...] = ("generation", "beam", "hf", "sweep")
 DEFAULT_OUT = os.path.join("profiles", "bench")
 # runs, warmup per suite (full / smoke), and the smoke sizes that keep CI to seconds
-DEFAULTS = {"generation": ((20, 5), (2, 1)), "beam": ((1, 1), (1, 1)), "hf": ((3, 1), (1, 1)),
-            "sweep": ((1, 1), (1, 1))}
+DEFAULTS = {"generation": ((20, 5), (1, 0)), "beam": ((1, 1), (1, 0)), "hf": ((3, 1), (1, 0)),
+            "sweep": ((1, 1), (1, 0))}
 SMOKE_PROBLEMS = {"beam": 3, "hf": 4}
 
 
@@ -117,7 +106,12 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     src.add_argument("--preset", default=None, help="random weights of a model preset: tiny, default, paper")
     ap.add_argument("--smoke", action="store_true", help="tiny model, few problems, small grid: seconds")
     ap.add_argument("--out", default=DEFAULT_OUT, help="directory for <suite>.json and sweep.html")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = run_suite(args.suite, smoke=args.smoke, runs=args.runs, warmup=args.warmup,
@@ -129,7 +123,3 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         out("")
     out(json.dumps(result, separators=(",", ":")))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

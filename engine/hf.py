@@ -51,7 +51,7 @@ def generate_kwargs(opts: DecodeOptions, block_size: int, prompt_len: int) -> di
         raise ValueError(f"a prompt of {prompt_len} tokens leaves no room in the block size {block_size}")
     kw = dict(max_new_tokens=max_new, do_sample=False, eos_token_id=SEP_ID, pad_token_id=PAD_ID,
               return_dict_in_generate=True, output_scores=True, use_cache=True)
-    if opts.decoder == "beam":
+    if opts.decoder == "beam" and opts.width > 1:  # generate() treats num_beams=1 as greedy search
         kw.update(num_beams=opts.width, num_return_sequences=opts.width, length_penalty=opts.length_penalty,
                   early_stopping=False)
     else:
@@ -63,8 +63,8 @@ def generate_kwargs(opts: DecodeOptions, block_size: int, prompt_len: int) -> di
 def hf_decode(hf_model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -> Decoded:
     """Decode `prompts` (ids ending with SEP) with transformers generate(); same result type as ours.
 
-    Greedy scores are the summed log-probs of the chosen tokens (END included when emitted); beam
-    scores are generate()'s sequence scores (summed log-probs / length ** length_penalty). `steps` is
+    Greedy (and width-1 beam, which generate() runs as greedy) scores are the summed log-probs of the
+    chosen tokens (END included when emitted); beam scores are generate()'s sequence scores (summed log-probs / length ** length_penalty). `steps` is
     empty (generate() yields no step events) and prefill_ms is 0: only the total is measured."""
     device = next(hf_model.parameters()).device
     ids, mask = left_pad(prompts, device)
@@ -75,9 +75,8 @@ def hf_decode(hf_model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -
     _sync(device)
     total_ms = (time.perf_counter() - t0) * 1e3
     new = out.sequences[:, ids.shape[1]:].tolist()
-    if opts.decoder == "beam":
-        scores = out.sequences_scores.tolist()
-        per = opts.width
+    if kw["num_beams"] > 1:
+        scores, per = out.sequences_scores.tolist(), opts.width
     else:
         logprobs = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # (B, N, V)
         chosen = out.sequences[:, ids.shape[1]:].unsqueeze(-1)
@@ -85,7 +84,8 @@ def hf_decode(hf_model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -
         scores, per = [], 1
         for r, row in enumerate(new):
             n = len(_split_answer(row)[0]) + (SEP_ID in row)  # tokens that count: answer plus END
-            scores.append(float(token_lp[r, :n].sum()))
+            penalty = n ** opts.length_penalty if opts.decoder == "beam" else 1.0
+            scores.append(float(token_lp[r, :n].sum()) / penalty)
     hyps = []
     for b in range(len(prompts)):
         group = []

@@ -1,0 +1,119 @@
+"""python -m engine.bench: every suite in smoke mode (seconds) prints a table and a well-formed JSON line."""
+import json
+import os
+
+import pytest
+import torch
+
+from engine import SUITES, format_table, run_suite
+from engine.bench_util import Subject, ban_end, max_new_for, problems, random_model, run_ours
+from engine.benchmark import main
+from engine.decode import preset
+from engine.model import GPT, PRESETS
+from engine.tokenizer import PAD_ID, SEP_ID, encode
+
+SUMMARY_KEYS = {
+    "generation": {"v1_to_v3_min", "fastest_vs_v1_min", "outputs_identical"},
+    "beam": {"speedup_vs_nocache_w10", "speedup_vs_seed_way_w10", "seconds_fastest_w10", "accuracy_identical",
+             "outputs_identical"},
+    "hf": {"speedup_vs_hf_greedy", "speedup_vs_hf_beam10", "outputs_identical"},
+    "sweep": {"min_speedup_best_cache", "outputs_identical"},
+}
+FLAGS = {"generation": ("outputs_identical",), "beam": ("accuracy_identical", "outputs_identical"),
+         "hf": ("outputs_identical",), "sweep": ("outputs_identical",)}
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_suite_smoke_prints_table_then_json(suite, tmp_path, capsys):
+    """The CI check of the issue: each suite runs, its last line is the JSON result, the flags hold."""
+    assert main([suite, "--smoke", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert lines[0].startswith(f"## {suite} benchmark")
+    assert result["suite"] == suite and result["smoke"] is True
+    assert {"cpu", "threads", "torch", "device"} <= set(result["machine"])
+    assert result["rows"], "a suite without rows measured nothing"
+    for row in result["rows"]:
+        assert set(result["columns"]) <= set(row), f"row {row} lacks table columns"
+    assert SUMMARY_KEYS[suite] <= set(result["summary"])
+    for flag in FLAGS[suite]:
+        assert result["summary"][flag] is True, f"{suite}: {flag} is false"
+    with open(os.path.join(tmp_path, f"{suite}.json"), encoding="utf-8") as fh:
+        saved = json.load(fh)
+    assert saved["rows"] == result["rows"] and result["json"] == os.path.join(str(tmp_path), f"{suite}.json")
+    if suite == "sweep":
+        with open(result["html"], encoding="utf-8") as fh:
+            page = fh.read()
+        assert os.path.dirname(result["html"]) == str(tmp_path)
+        assert "Plotly.newPlot" in page and "heatmap" in page
+
+
+def test_json_flag_prints_only_the_json_line(tmp_path, capsys):
+    assert main(["sweep", "--smoke", "--json", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["suite"] == "sweep"
+
+
+def test_run_suite_reports_progress_and_can_write_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    result = run_suite("sweep", smoke=True, out_dir=None, progress=lambda f, msg: seen.append((f, msg)))
+    assert seen and seen[-1][0] == 1.0 and all(0.0 <= f <= 1.0 for f, _ in seen)
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+    assert "html" not in result and "json" not in result and os.listdir(tmp_path) == []
+
+
+def test_run_suite_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="unknown suite"):
+        run_suite("nope", smoke=True)
+    with pytest.raises(ValueError, match="runs"):
+        run_suite("generation", smoke=True, runs=0)
+    with pytest.raises(ValueError, match="model preset"):
+        run_suite("generation", preset="huge", out_dir=None)
+
+
+def test_cli_rejects_checkpoint_and_preset_together(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["beam", "--checkpoint", "x", "--preset", "tiny"])
+    assert e.value.code == 2
+
+
+def test_ban_end_forces_full_length_answers():
+    """Random weights must do equal work in every configuration: no END (and no PAD) is ever chosen."""
+    model = random_model("tiny", seed=3)
+    prompts = [encode(p.prompt) + [SEP_ID] for p in problems((2, 2), 2)]
+    for opts in (preset("fastest", decoder="greedy", width=1, max_new=12), preset("V1", decoder="beam", width=4,
+                                                                                 max_new=12)):
+        result = run_ours(model, prompts, opts)
+        for group in result.hypotheses:
+            for h in group:
+                assert len(h.ids) == 12 and not h.finished
+                assert SEP_ID not in h.ids and PAD_ID not in h.ids
+    torch.manual_seed(0)
+    trained_like = GPT(PRESETS["tiny"])
+    with torch.no_grad():
+        trained_like.ln_f.weight.mul_(1.5)
+    with pytest.raises(ValueError):
+        ban_end(trained_like)
+
+
+def test_max_new_follows_the_weights():
+    model = random_model("tiny")
+    batch = problems((2, 2), 3)
+    longest = max(len(encode(p.answer)) for p in batch) + 1
+    dev = torch.device("cpu")
+    assert max_new_for(Subject(model, "random", False, dev), batch) == longest
+    assert max_new_for(Subject(model, "random", False, dev, answer_cap=4), batch) == min(4, longest)
+    assert max_new_for(Subject(model, "trained", True, dev), batch) == 40
+
+
+def test_format_table_shows_machine_settings_rows_and_summary():
+    result = {"suite": "beam", "machine": {"cpu": "Test CPU", "threads": 2, "torch": "2.x", "device": "cpu"},
+              "model": "random weights", "settings": {"problems": 30}, "definitions": ["no cache: recompute"],
+              "columns": ["width", "decoder", "seconds"],
+              "rows": [{"width": 10, "decoder": "fastest", "seconds": 1.23456}],
+              "summary": {"accuracy_identical": False, "speedup_vs_nocache_w10": 5.5}}
+    text = format_table(result)
+    assert "Test CPU, 2 threads" in text and "problems=30" in text and "no cache: recompute" in text
+    assert "| width | decoder | seconds |" in text and "fastest" in text and "1.23" in text
+    assert "accuracy_identical: NO" in text and "speedup_vs_nocache_w10: 5.50" in text
