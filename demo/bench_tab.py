@@ -1,0 +1,75 @@
+"""Benchmark: run the generation, beam, hf and sweep suites with a progress bar; tables and charts."""
+from __future__ import annotations
+
+import functools
+import os
+
+import gradio as gr
+
+import engine
+
+from . import figures
+from .lab import MODEL_QUEUE, LabConfig, user_errors
+
+MODELS = ("this app's checkpoint", "tiny random weights")
+SUITE_NOTES = {
+    "generation": "The seed's generation table: five cases × presets V1, V2, V3, fastest, greedy decoding.",
+    "beam": "The seed's beam table: (2,2) problems at widths 5 and 10, no cache vs the seed's way vs ours.",
+    "hf": "Ours against transformers generate() on the same weights.",
+    "sweep": "When does a KV cache pay? Speedup over no cache across prompt lengths, widths and model sizes "
+             "(random weights).",
+}
+
+
+def suite_rows(result: dict) -> tuple[list[str], list[list]]:
+    cols = list(result.get("columns", []))
+    return cols, [[r.get(c, "") for c in cols] for r in result.get("rows", [])]
+
+
+def run_bench(lab: LabConfig, suite: str, smoke: bool, model: str, runs: float, warmup: float,
+              progress=gr.Progress()):
+    """One suite through engine.run_suite; the engine reports progress as (fraction, message)."""
+    with user_errors("Benchmark"):
+        report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
+        result = engine.run_suite(
+            suite, smoke=bool(smoke), runs=None if runs is None else int(runs),
+            warmup=None if warmup is None else int(warmup),
+            checkpoint=lab.checkpoint if model == MODELS[0] else None, preset=None if model == MODELS[0] else "tiny",
+            progress=report, out_dir=os.path.join(lab.profile_dir, "bench"))
+    cols, rows = suite_rows(result)
+    html = result.get("html")
+    return (engine.format_table(result), gr.update(value=rows, headers=cols), figures.bench_figure(result),
+            gr.update(value=html, visible=bool(html)), result)
+
+
+def build(lab: LabConfig | None = None) -> gr.Blocks:
+    lab = lab or LabConfig()
+    suites = list(engine.SUITES)
+    with gr.Blocks(title="Benchmark") as tab:
+        gr.Markdown("Run a benchmark suite. *Small settings* (the default) finish in seconds to a minute; "
+                    "untick it for the full tables (minutes). Runs are queued one at a time, so concurrent "
+                    "users never disturb each other's timings.")
+        with gr.Row():
+            suite = gr.Radio(suites, value="generation", label="Suite", elem_id="bench-suite")
+            smoke = gr.Checkbox(True, label="Small settings", elem_id="bench-smoke")
+            model = gr.Radio(list(MODELS), value=MODELS[0], label="Model (sweep always uses random weights)")
+        with gr.Row():
+            runs = gr.Number(None, precision=0, minimum=1, label="Timed runs (blank: the suite's default)")
+            warmup = gr.Number(None, precision=0, minimum=0, label="Warm-up runs (blank: the suite's default)")
+        note = gr.Markdown(SUITE_NOTES.get("generation", ""))
+        run = gr.Button("Run benchmark", variant="primary", elem_id="bench-run")
+        table = gr.Markdown(elem_id="bench-table")
+        chart = gr.Plot(figures.bench_figure({}), label="Chart", elem_id="bench-chart")
+        rows = gr.Dataframe(interactive=False, label="Rows", elem_id="bench-rows")
+        html = gr.File(label="Interactive sweep page (open in a browser)", visible=False)
+        with gr.Accordion("Result as JSON", open=False):
+            raw = gr.JSON()
+        suite.change(lambda s: SUITE_NOTES.get(s, ""), suite, note, queue=False)
+        run.click(functools.partial(run_bench, lab), [suite, smoke, model, runs, warmup],
+                  [table, rows, chart, html, raw], api_name="benchmark", concurrency_id=MODEL_QUEUE,
+                  concurrency_limit=1)
+    return tab
+
+
+if __name__ == "__main__":
+    build().queue().launch()

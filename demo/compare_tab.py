@@ -1,0 +1,189 @@
+"""Compare: two or more decoding configurations on the same input, N timed runs each, one verdict."""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass, replace
+
+import gradio as gr
+
+import engine
+
+from . import figures
+from .formatting import ascii_poly, options_summary
+from .lab import MODEL_QUEUE, LabConfig, example_problems, hf_model, prompt_ids, user_errors
+
+HF = "hf"  # the preset column value that runs transformers generate() on the exported weights
+COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new"]
+POLYNOMIAL = "the polynomial above"
+CASE_SEED = 1234  # the benchmark's problem seed: a case here is the same batch the generation suite times
+# The seed's generation cases (seeds/000) as the generation suite builds them: short = a (2,2) problem,
+# medium = (3,3), mixed = one each of (2,2), (3,3), (4,4).
+SEED_CASES: dict[str, tuple[tuple[int, int], ...]] = {
+    "single_short": ((2, 2),), "single_medium": ((3, 3),), "batch_4_short": ((2, 2),) * 4,
+    "batch_4_medium": ((3, 3),) * 4, "batch_3_mixed": ((2, 2), (3, 3), (4, 4))}
+
+
+def hf_available() -> bool:
+    """transformers is installed and the engine can export our weights to it."""
+    return importlib.util.find_spec("transformers") is not None and hasattr(engine, "export_hf")
+
+
+def default_configs() -> list[list]:
+    rows = [["V1", "beam", 10, "", "", "", 40], ["V3", "beam", 10, "", "", "", 40],
+            ["fastest", "beam", 10, "", "", "", 40]]
+    return rows + ([[HF, "beam", 10, "", "", "", 40]] if hf_available() else [])
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    opts: engine.DecodeOptions
+    hf: bool = False
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value).strip()
+    return "" if text.lower() in ("nan", "none") else text
+
+
+def parse_configs(rows: list[list]) -> list[Config]:
+    """Table rows -> configurations. A blank cell keeps the preset's value. Raises ValueError naming the row."""
+    configs = []
+    for n, row in enumerate(rows or [], 1):
+        cells = dict(zip(COLUMNS, (_cell(v) for v in row)))
+        if not any(cells.values()):
+            continue
+        name = cells["preset"] or "custom"
+        try:
+            base = engine.DecodeOptions() if name in ("custom", HF) else engine.preset(name)
+            changes = {k: cells[k] for k in ("decoder", "cache", "beam_cache", "attention") if cells[k]}
+            changes.update({k: int(float(cells[k])) for k in ("width", "max_new") if cells[k]})
+            opts = replace(base, **changes)
+            if opts.decoder != "beam":
+                opts = replace(opts, width=1)
+        except ValueError as e:
+            raise ValueError(f"configuration row {n}: {e}") from None
+        if name == HF and not hf_available():
+            raise ValueError(f"configuration row {n}: transformers generate() is not available here")
+        label = f"{n}. {'HF generate' if name == HF else name}: {options_summary(opts)}"
+        configs.append(Config(label, opts, name == HF))
+    if len(configs) < 2:
+        raise ValueError("give at least two configurations to compare")
+    return configs
+
+
+def case_problems(case: str) -> list[engine.Poly]:
+    """The polynomials of one of the seed's generation cases (single_short, batch_3_mixed, ...)."""
+    if case not in SEED_CASES:
+        raise ValueError(f"unknown case {case!r}; choose from {', '.join(SEED_CASES)}")
+    seen: dict[tuple[int, int], int] = {}
+    fs = []
+    for pair in SEED_CASES[case]:
+        k = seen.get(pair, 0)
+        seen[pair] = k + 1
+        fs.append(engine.generate(pair[0], pair[1], k + 1, CASE_SEED)[k].f)
+    return fs
+
+
+def _run(lab: LabConfig, cfg: Config, prompts: list[list[int]]) -> engine.Decoded:
+    if cfg.hf:
+        return engine.hf_decode(hf_model(lab.checkpoint), prompts, cfg.opts)
+    return engine.run_to_completion(engine.decode(lab.model(), prompts, cfg.opts))
+
+
+def _phases(lab: LabConfig, cfg: Config, fs: list[engine.Poly], result: engine.Decoded, tmp: str | None) -> dict:
+    """ms per phase. With `tmp` and one polynomial: a profiled run (prefill, decode steps, cache work, beam
+    selection, verification). Otherwise the decoder's own step timings split prefill (step 0) from the
+    decode steps. transformers generate() only reports its total."""
+    if cfg.hf:
+        return {"other": result.total_ms}
+    if tmp is not None and len(fs) == 1:
+        summary = engine.profile_run(lab.model(), fs[0], cfg.opts, out_dir=tmp, keep=1, warmup=False)
+        return {p: v["ms"] for p, v in summary["phases"].items()}
+    first = result.steps[0].elapsed_ms if result.steps else 0.0
+    rest = sum(s.elapsed_ms for s in result.steps[1:])
+    return {"prefill": first, "decode_step": rest, "other": max(0.0, result.total_ms - first - rest)}
+
+
+def verdict(outputs: dict[str, list[tuple]]) -> str:
+    """"outputs identical" when every configuration returns the same ranked answers for every problem."""
+    labels = list(outputs)
+    ref = outputs[labels[0]]
+    differ = [l for l in labels[1:] if outputs[l] != ref]
+    if not differ:
+        return f"### ✅ Outputs identical\nAll {len(labels)} configurations return the same ranked answers."
+    best_same = all([h[:1] for h in outputs[l]] == [h[:1] for h in ref] for l in labels[1:])
+    detail = "The best answers agree; lower-ranked beams differ." if best_same else "The best answers differ."
+    return "### ❌ Outputs differ\n" + detail + "\n\nDiffering from the first: " + "; ".join(differ)
+
+
+def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled: bool = True,
+            progress=gr.Progress()):
+    """Time each configuration `runs` times after one warm-up, split its time into phases (one profiled
+    run when `profiled` and the input is one polynomial), and compare the outputs."""
+    with user_errors("Compare"):
+        fs = [engine.parse_polynomial(text or "")] if source == POLYNOMIAL else case_problems(source)
+        configs = parse_configs(rows)
+        runs = max(1, int(runs))
+        prompts = [prompt_ids(f) for f in fs]
+        table, stats, phases, outputs = [], [], {}, {}
+        with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
+            for i, cfg in enumerate(configs):
+                progress(i / len(configs), desc=f"{cfg.label}: warm-up and {runs} runs")
+                result = _run(lab, cfg, prompts)
+                times = []
+                for _ in range(runs):
+                    result = _run(lab, cfg, prompts)
+                    times.append(result.total_ms)
+                phases[cfg.label] = _phases(lab, cfg, fs, result, tmp if profiled else None)
+                outputs[cfg.label] = [tuple(h.ids for h in hyps) for hyps in result.hypotheses]
+                answers = [engine.best_answer(engine.rank_answers(f, h)) for f, h in zip(fs, result.hypotheses)]
+                ok = sum(a is not None and a.verified for a in answers)
+                stats.append({"label": cfg.label, "mean_ms": statistics.fmean(times), "min_ms": min(times),
+                              "max_ms": max(times)})
+                table.append([cfg.label, round(stats[-1]["mean_ms"], 2), round(min(times), 2), round(max(times), 2),
+                              f"{ok}/{len(fs)}", "; ".join(ascii_poly(a.q) if a and a.q else "—" for a in answers)])
+        base = stats[0]["mean_ms"]
+        for s, row in zip(stats, table):
+            s["speedup"] = base / s["mean_ms"] if s["mean_ms"] > 0 else float("nan")
+            row.insert(4, f"{s['speedup']:.2f}x")
+        what = "1 polynomial" if len(fs) == 1 else f"case {source} ({len(fs)} polynomials in one batch)"
+        head = f"{verdict(outputs)}\n\n{len(configs)} configurations on {what}, {runs} timed runs each."
+        return head, figures.latency_bars(stats), figures.phase_stack(phases), table, {
+            "configurations": [dict(label=c.label, hf=c.hf, **asdict(c.opts)) for c in configs], "stats": stats}
+
+
+def build(lab: LabConfig | None = None) -> gr.Blocks:
+    lab = lab or LabConfig()
+    with gr.Blocks(title="Compare") as tab:
+        gr.Markdown("Run the same input through two or more configurations (any preset and options; `hf` = "
+                    "transformers `generate()` on the same weights) and compare latency, phases and outputs. "
+                    "A blank cell keeps the preset's value.")
+        with gr.Row():
+            source = gr.Dropdown([POLYNOMIAL, *SEED_CASES], value=POLYNOMIAL, label="Input",
+                                 info="a polynomial, or one of the seed's generation cases", elem_id="compare-source")
+            text = gr.Textbox(example_problems()[0][1], label="f(a)", elem_id="compare-input", scale=2)
+            with gr.Column():
+                runs = gr.Slider(1, 20, value=3, step=1, label="Timed runs per configuration", elem_id="compare-runs")
+                profiled = gr.Checkbox(True, label="Profile the phases (one extra recorded run each; one polynomial)")
+        rows = gr.Dataframe(default_configs(), headers=COLUMNS, type="array", interactive=True,
+                            label="Configurations (preset: V1, V2, V3, fastest, custom or hf)", elem_id="compare-configs")
+        run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+        verdict_md = gr.Markdown(elem_id="compare-verdict")
+        with gr.Row():
+            latency = gr.Plot(figures.latency_bars(()), label="Latency", elem_id="compare-latency")
+            phase = gr.Plot(figures.phase_stack({}), label="Phases", elem_id="compare-phases")
+        table = gr.Dataframe(headers=["configuration", "mean ms", "min ms", "max ms", "speedup", "verified",
+                                      "best answers"], interactive=False, label="Results", elem_id="compare-table")
+        with gr.Accordion("Result as JSON", open=False):
+            raw = gr.JSON()
+        run.click(functools.partial(compare, lab), [source, text, rows, runs, profiled], [verdict_md, latency, phase, table, raw],
+                  api_name="compare", concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+    return tab
+
+
+if __name__ == "__main__":
+    build().queue().launch()

@@ -1,0 +1,129 @@
+"""Decompose: type f, pick a decoder, watch the beams grow, then replay the beam tree and read the answers."""
+from __future__ import annotations
+
+import functools
+from typing import Iterator
+
+import gradio as gr
+
+import engine
+
+from . import figures
+from .controls import make_options, option_controls
+from .formatting import BEAM_HEADERS, LATEX, answer_ids, answers_markdown, ascii_poly, beam_rows, step_status
+from .lab import MODEL_QUEUE, LabConfig, example_problems, prompt_ids, user_errors
+
+INTRO = """Type an integer polynomial f(a) (e.g. `4a^4 + 12a^3 + 9a^2 - 1`, `3(a^2+2a)^2 - 5`, or the seed's prefix
+tokens). The model writes an inner Q(a) with f = P(Q(a)); every answer is checked by exact division."""
+
+
+def search_state(steps: tuple[engine.Step, ...], answers: tuple[engine.Answer, ...], prefill_ms: float) -> dict:
+    """What the replay slider needs, kept per session: frozen step events (tuples of ints and floats, no
+    tensors) and the ids of the answers that passed or failed verification."""
+    best = engine.best_answer(answers)
+    return {"steps": steps, "prefill_ms": prefill_ms, "best": None if best is None else tuple(best.ids),
+            "verified": [tuple(a.ids) for a in answers if a.verified],
+            "failed": [tuple(a.ids) for a in answers if not a.verified]}
+
+
+def result_json(f: engine.Poly, opts: engine.DecodeOptions, answers, steps, total_ms: float) -> dict:
+    """The plain result (also what API clients read): f, options, ranked answers, step count."""
+    return {"f": ascii_poly(f), "options": {k: getattr(opts, k) for k in ("decoder", "width", "cache", "beam_cache",
+                                                                         "attention", "max_new")},
+            "answers": [{"q": None if a.q is None else ascii_poly(a.q), "prefix": a.prefix, "verified": a.verified,
+                         "p": None if a.outer is None else ascii_poly(a.outer, "Q"), "score": round(a.score, 5),
+                         "reason": a.reason} for a in answers],
+            "steps": len(steps), "total_ms": round(total_ms, 3)}
+
+
+def tree_figure(state: dict | None, upto: int | None = None):
+    if not state:
+        return figures.beam_tree(())
+    return figures.beam_tree(state["steps"], upto=upto, best=state["best"], verified=state["verified"],
+                             failed=state["failed"])
+
+
+def replay(upto: float, state: dict | None):
+    """Slider moved: the tree and the beam table as they were after step `upto`."""
+    if not state or not state["steps"]:
+        return figures.beam_tree(()), [], "Run a search first."
+    k = max(0, min(int(upto), len(state["steps"]) - 1))
+    step = state["steps"][k]
+    return tree_figure(state, k), beam_rows(step), step_status(step, len(state["steps"]))
+
+
+def decompose(lab: LabConfig, text: str, *option_values) -> Iterator[tuple]:
+    """Stream one search: the live beams at every step, then answers, tree, latency and the result JSON.
+
+    Yields tuples for (warning, status, live, answers, classical, tree, replay, latency, result, state)."""
+    skip = gr.skip()
+    with user_errors("Decompose"):
+        f = engine.parse_polynomial(text or "")
+        opts = make_options(*option_values)
+        model = lab.model()
+        warning = engine.out_of_domain(f)
+        warning_md = f"⚠️ **Outside the training distribution:** {warning}" if warning else ""
+        classical = "**Classical decomposition (sympy), for reference:**\n\n" + engine.describe_decomposition(f)
+        gen = engine.decode(model, [prompt_ids(f)], opts)
+        steps: list[engine.Step] = []
+        yield (warning_md, "Starting…", [], "Searching…", classical, figures.beam_tree(()),
+               gr.update(value=0, interactive=False), figures.step_latency(()), None, None)
+        while True:
+            try:
+                step = next(gen)
+            except StopIteration as stop:
+                decoded: engine.Decoded = stop.value
+                break
+            steps.append(step)
+            yield (skip, step_status(step, opts.max_new), beam_rows(step), skip, skip, skip, skip, skip, skip, skip)
+        answers = engine.rank_answers(f, decoded.hypotheses[0])
+        state = search_state(tuple(steps), answers, decoded.prefill_ms)
+        last = len(steps) - 1
+        status = (f"Done: {len(steps)} steps in {decoded.total_ms:.1f} ms "
+                  f"(prefill {decoded.prefill_ms:.1f} ms) with {opts.decoder}"
+                  f"{f' width {opts.width}' if opts.decoder == 'beam' else ''}.")
+        yield (skip, status, beam_rows(steps[-1]) if steps else [], answers_markdown(f, answers), skip,
+               tree_figure(state), gr.update(minimum=0, maximum=max(last, 1), value=max(last, 0), interactive=True),
+               figures.step_latency(steps, decoded.prefill_ms),
+               result_json(f, opts, answers, steps, decoded.total_ms), state)
+
+
+def build(lab: LabConfig | None = None) -> gr.Blocks:
+    lab = lab or LabConfig()
+    with gr.Blocks(title="Decompose") as tab:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=3):
+                poly = gr.Textbox(label="f(a)", placeholder="e.g. 4a^4 + 12a^3 + 9a^2 - 1", lines=2,
+                                  elem_id="decompose-input")
+                examples = example_problems()
+                gr.Examples([[text] for _, text in examples], inputs=[poly], label="Examples (one per degree pair)",
+                            example_labels=[f"{label}: {text}" for label, text in examples], examples_per_page=9)
+                run = gr.Button("Decompose", variant="primary", elem_id="decompose-run")
+                warning = gr.Markdown(elem_id="decompose-warning")
+                status = gr.Markdown(elem_id="decompose-status")
+            with gr.Column(scale=2):
+                controls = option_controls("decompose")
+        live = gr.Dataframe(headers=BEAM_HEADERS, label="Beams at this step (parent = beam index one step earlier)",
+                            interactive=False, max_height=360, elem_id="decompose-beams")
+        with gr.Row():
+            answers = gr.Markdown("Answers appear here.", latex_delimiters=LATEX, elem_id="decompose-answers")
+            classical = gr.Markdown(latex_delimiters=LATEX, elem_id="decompose-classical")
+        tree = gr.Plot(figures.beam_tree(()), label="Beam tree", elem_id="beam-tree")
+        step = gr.Slider(0, 1, value=0, step=1, label="Replay: show the search up to step", interactive=False,
+                         elem_id="decompose-replay")
+        latency = gr.Plot(figures.step_latency(()), label="Per-step latency", elem_id="step-latency")
+        with gr.Accordion("Result as JSON", open=False):
+            result = gr.JSON(elem_id="decompose-json")
+        state = gr.State(None)
+        outputs = [warning, status, live, answers, classical, tree, step, latency, result, state]
+        run_event = dict(fn=functools.partial(decompose, lab), inputs=[poly, *controls.inputs], outputs=outputs,
+                         concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+        run.click(api_name="decompose", **run_event)
+        poly.submit(api_visibility="private", **run_event)
+        step.input(replay, [step, state], [tree, live, status], trigger_mode="always_last", api_visibility="private")
+    return tab
+
+
+if __name__ == "__main__":
+    build().queue().launch()

@@ -1,0 +1,304 @@
+"""Plotly figure builders: pure functions from engine dataclasses or plain rows to a go.Figure."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+import engine
+
+from .formatting import answer_ids, q_so_far
+
+COLORS = {"live": "#3b6fb6", "pruned": "#c9ced6", "verified": "#2e9e44", "failed": "#d1453b",
+          "finished": "#8a56c2", "best": "#f08c00", "root": "#555555"}
+PHASE_COLORS = {"prefill": "#3b6fb6", "decode_step": "#6fa8dc", "cache_clone": "#d1453b", "cache_reorder": "#f08c00",
+                "beam_select": "#8a56c2", "verify": "#2e9e44", "other": "#b0b4ba"}
+Node = tuple[int, int]  # (step index, beam index in that step)
+ROOT: Node = (-1, 0)
+
+
+def _tree(steps: Sequence[engine.Step], upto: int, problem: int) -> dict[Node, list[Node]]:
+    """Children of every node up to step `upto`; the virtual root (the prompt) parents step 0."""
+    children: dict[Node, list[Node]] = {ROOT: []}
+    for s in range(upto + 1):
+        for k, b in enumerate(steps[s].beams):
+            if b.problem != problem:
+                continue
+            parent = ROOT if s == 0 or b.parent < 0 else (s - 1, b.parent)
+            children.setdefault(parent, []).append((s, k))
+            children.setdefault((s, k), [])
+    return children
+
+
+def _layout(children: dict[Node, list[Node]], steps, upto: int) -> tuple[dict[Node, float], dict[Node, bool]]:
+    """y by depth-first leaf order (a tidy tree), and whether each node still leads somewhere: to a
+    beam alive at `upto` or to a finished one. The rest are pruned branches."""
+    y: dict[Node, float] = {}
+    kept: dict[Node, bool] = {}
+    leaves = 0
+
+    def visit(n: Node) -> None:
+        nonlocal leaves
+        kids = children.get(n, [])
+        for c in kids:
+            visit(c)
+        if kids:
+            y[n] = sum(y[c] for c in kids) / len(kids)
+        else:
+            y[n] = float(leaves)
+            leaves += 1
+        s, k = n
+        beam = steps[s].beams[k] if s >= 0 else None
+        kept[n] = any(kept[c] for c in kids) or (beam is not None and (beam.finished or s == upto))
+
+    visit(ROOT)
+    return y, kept
+
+
+def _best_path(children, steps, best: tuple[int, ...] | None) -> set[Node]:
+    if best is None:
+        return set()
+    parent = {c: p for p, kids in children.items() for c in kids}
+    for n in children:
+        s, k = n
+        if s >= 0 and steps[s].beams[k].finished and answer_ids(steps[s].beams[k].ids) == best:
+            path = {n}
+            while n in parent:
+                n = parent[n]
+                path.add(n)
+            return path
+    return set()
+
+
+def _node_kind(beam: engine.Beam, kept: bool, verified: set, failed: set) -> str:
+    if beam.finished:
+        ids = answer_ids(beam.ids)
+        return "verified" if ids in verified else "failed" if ids in failed else "finished"
+    return "live" if kept else "pruned"
+
+
+def beam_tree(steps: Sequence[engine.Step], upto: int | None = None, best: Sequence[int] | None = None,
+              verified: Sequence[Sequence[int]] = (), failed: Sequence[Sequence[int]] = (),
+              problem: int = 0) -> go.Figure:
+    """Tokens as nodes, edges to parents, branches that die faded, scores on hover.
+
+    upto: last step shown (replay); best: answer ids (no END) whose path is highlighted;
+    verified / failed: answer ids that passed or failed verification, to color finished beams."""
+    fig = go.Figure()
+    if not steps:
+        return _empty(fig, "The beam tree appears when a search runs.")
+    upto = len(steps) - 1 if upto is None else max(0, min(int(upto), len(steps) - 1))
+    children = _tree(steps, upto, problem)
+    y, kept = _layout(children, steps, upto)
+    path = _best_path(children, steps, tuple(best) if best is not None else None)
+    ok, bad = {tuple(v) for v in verified}, {tuple(v) for v in failed}
+    edges: dict[str, tuple[list, list]] = {"kept": ([], []), "pruned": ([], []), "best": ([], [])}
+    for p, kids in children.items():
+        for c in kids:
+            kind = "best" if c in path and p in path else "kept" if kept[c] else "pruned"
+            xs, ys = edges[kind]
+            xs += [p[0], c[0], None]
+            ys += [y[p], y[c], None]
+    styles = {"kept": dict(color="#7a8699", width=1.2), "pruned": dict(color=COLORS["pruned"], width=1),
+              "best": dict(color=COLORS["best"], width=3)}
+    for kind, (xs, ys) in edges.items():
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=styles[kind], hoverinfo="skip", showlegend=False))
+    groups: dict[str, tuple[list, list, list, list, list]] = {}
+    for n in children:
+        if n == ROOT:
+            continue
+        s, k = n
+        b = steps[s].beams[k]
+        kind = _node_kind(b, kept[n], ok, bad)
+        xs, ys, labels, hovers, outline = groups.setdefault(kind, ([], [], [], [], []))
+        outline.append(3 if n in path else 0)
+        xs.append(s)
+        ys.append(y[n])
+        labels.append(engine.decode_text(b.ids[-1:]))
+        parent = "prompt" if b.parent < 0 else b.parent
+        hovers.append(f"step {s} · beam {k} · parent {parent}<br>tokens: {engine.decode_text(b.ids)}"
+                      f"<br>Q so far: {q_so_far(b.ids)}<br>score {b.score:.4f}{' · finished' if b.finished else ''}")
+    fig.add_trace(go.Scatter(x=[-1], y=[y[ROOT]], mode="markers+text", text=["⁇"], name="prompt",
+                             marker=dict(size=20, color=COLORS["root"]), textfont=dict(color="white"),
+                             hovertext=["end of the prompt f ⁇"], hoverinfo="text"))
+    for kind in ("live", "pruned", "finished", "verified", "failed"):
+        if kind not in groups:
+            continue
+        xs, ys, labels, hovers, outline = groups[kind]
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="markers+text", text=labels, name=kind, hovertext=hovers, hoverinfo="text",
+            opacity=0.4 if kind == "pruned" else 1.0, textfont=dict(color="white", size=10),
+            marker=dict(size=18, color=COLORS[kind], symbol="square" if kind in ("verified", "failed") else "circle",
+                        line=dict(width=outline, color=COLORS["best"]))))
+    leaves = sum(1 for kids in children.values() if not kids)
+    fig.update_layout(title=f"Beam tree, steps 0–{upto}", height=min(900, max(320, 24 * leaves + 120)),
+                      margin=dict(l=20, r=20, t=50, b=40), plot_bgcolor="white",
+                      xaxis=dict(title="step", dtick=1, zeroline=False, gridcolor="#eef0f3"),
+                      yaxis=dict(visible=False), legend=dict(orientation="h", y=-0.12))
+    return fig
+
+
+def _empty(fig: go.Figure, message: str) -> go.Figure:
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False), height=260, plot_bgcolor="white")
+    return fig
+
+
+def step_latency(steps: Sequence[engine.Step], prefill_ms: float | None = None) -> go.Figure:
+    """Wall time of every decode step (step 0 picks the first token from the prefill)."""
+    fig = go.Figure()
+    if not steps:
+        return _empty(fig, "Per-step latency appears when a search runs.")
+    live = [sum(not b.finished for b in s.beams) for s in steps]
+    fig.add_trace(go.Bar(x=[s.step for s in steps], y=[s.elapsed_ms for s in steps], marker_color=PHASE_COLORS[
+        "decode_step"], customdata=[[n, s.cache_bytes / 1024] for n, s in zip(live, steps)],
+        hovertemplate="step %{x}: %{y:.2f} ms<br>%{customdata[0]} live beams<br>cache %{customdata[1]:.0f} KiB"
+                      "<extra></extra>", name="step"))
+    total = sum(s.elapsed_ms for s in steps)
+    title = f"Per-step latency: {len(steps)} steps, {total:.1f} ms"
+    if prefill_ms is not None:
+        title += f" (prefill {prefill_ms:.1f} ms)"
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="ms", height=300, plot_bgcolor="white",
+                      margin=dict(l=50, r=20, t=50, b=40))
+    return fig
+
+
+def latency_bars(rows: Sequence[Mapping]) -> go.Figure:
+    """Mean latency per configuration with min–max spread; rows: label, mean_ms, min_ms, max_ms, speedup."""
+    fig = go.Figure()
+    if not rows:
+        return _empty(fig, "Run a comparison to see latencies.")
+    labels = [r["label"] for r in rows]
+    mean = [r["mean_ms"] for r in rows]
+    fig.add_trace(go.Bar(
+        x=labels, y=mean, marker_color=COLORS["live"], text=[f"{r['speedup']:.2f}x" for r in rows],
+        textposition="outside", error_y=dict(type="data", symmetric=False,
+                                            array=[r["max_ms"] - r["mean_ms"] for r in rows],
+                                            arrayminus=[r["mean_ms"] - r["min_ms"] for r in rows]),
+        hovertemplate="%{x}<br>mean %{y:.2f} ms<extra></extra>", name="latency"))
+    fig.update_layout(title="Latency per configuration (mean, min–max; label: speedup over the first)",
+                      yaxis_title="ms", height=360, plot_bgcolor="white", margin=dict(l=50, r=20, t=50, b=80))
+    return fig
+
+
+def phase_stack(phases: Mapping[str, Mapping[str, float]]) -> go.Figure:
+    """Stacked milliseconds per phase for each configuration; phases: label -> {phase: ms}."""
+    fig = go.Figure()
+    if not phases:
+        return _empty(fig, "Phase breakdown appears after a comparison.")
+    labels = list(phases)
+    order = list(PHASE_COLORS) + sorted({p for l in labels for p in phases[l]} - set(PHASE_COLORS))
+    names = [p for p in order if any(phases[l].get(p, 0) for l in labels)]
+    for p in names:
+        fig.add_trace(go.Bar(x=labels, y=[phases[l].get(p, 0.0) for l in labels], name=p,
+                             marker_color=PHASE_COLORS.get(p), hovertemplate=f"{p}: %{{y:.2f}} ms<extra></extra>"))
+    fig.update_layout(barmode="stack", title="Where the time goes, per configuration",
+                      yaxis_title="ms", height=360, plot_bgcolor="white", margin=dict(l=50, r=20, t=50, b=80))
+    return fig
+
+
+def profile_phases(summary: Mapping) -> go.Figure:
+    """A recording's exclusive time per phase (profiler summary's "phases": {phase: {ms, calls, share}})."""
+    fig = go.Figure()
+    phases = {p: v for p, v in summary.get("phases", {}).items() if v.get("ms", 0) > 0}
+    if not phases:
+        return _empty(fig, "No phase time recorded.")
+    names = list(phases)
+    fig.add_trace(go.Bar(
+        y=names, x=[phases[p]["ms"] for p in names], orientation="h",
+        marker_color=[PHASE_COLORS.get(p, COLORS["root"]) for p in names],
+        text=[f"{phases[p].get('share', 0) * 100:.1f}% · {phases[p].get('calls', 0)} calls" for p in names],
+        textposition="auto", hovertemplate="%{y}: %{x:.2f} ms<extra></extra>"))
+    fig.update_layout(title=f"Phase breakdown: {summary.get('total_ms', 0):.1f} ms recorded", xaxis_title="ms",
+                      yaxis=dict(autorange="reversed"), height=320, plot_bgcolor="white",
+                      margin=dict(l=110, r=20, t=50, b=40))
+    return fig
+
+
+def step_timeline(summary: Mapping) -> go.Figure:
+    """Per-step wall time of a recorded run with the number of live beams on a second axis."""
+    fig = go.Figure()
+    rows = summary.get("steps", [])
+    if not rows:
+        return _empty(fig, "No decode steps recorded.")
+    xs = [r["step"] for r in rows]
+    fig.add_trace(go.Bar(x=xs, y=[r["ms"] for r in rows], name="step ms", marker_color=PHASE_COLORS["decode_step"],
+                         hovertemplate="step %{x}: %{y:.2f} ms<extra></extra>"))
+    fig.add_trace(go.Scatter(x=xs, y=[r.get("beams", 0) for r in rows], name="live beams", yaxis="y2",
+                             mode="lines+markers", line=dict(color=COLORS["best"])))
+    fig.update_layout(title="Per-step timeline", xaxis_title="step", yaxis_title="ms", height=320,
+                      yaxis2=dict(title="live beams", overlaying="y", side="right", rangemode="tozero"),
+                      plot_bgcolor="white", margin=dict(l=50, r=50, t=50, b=40), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def top_operators(summary: Mapping, n: int = 12) -> go.Figure:
+    """The operators with the most self time in a recording."""
+    fig = go.Figure()
+    rows = list(summary.get("top_ops", []))[:n]
+    if not rows:
+        return _empty(fig, "No operators recorded.")
+    fig.add_trace(go.Bar(y=[r["op"] for r in rows], x=[r["self_ms"] for r in rows], orientation="h",
+                         marker_color=COLORS["live"], customdata=[r.get("calls", 0) for r in rows],
+                         hovertemplate="%{y}<br>self %{x:.2f} ms, %{customdata} calls<extra></extra>"))
+    fig.update_layout(title="Top operators by self time", xaxis_title="ms", yaxis=dict(autorange="reversed"),
+                      height=max(300, 24 * len(rows) + 100), plot_bgcolor="white",
+                      margin=dict(l=180, r=20, t=50, b=40))
+    return fig
+
+
+def _grouped(rows: Sequence[Mapping], x: str, group: str, y: str, title: str, y_title: str,
+             spread: tuple[str, str] | None = None) -> go.Figure:
+    fig = go.Figure()
+    for g in dict.fromkeys(r[group] for r in rows):
+        sel = [r for r in rows if r[group] == g]
+        err = None
+        if spread:
+            err = dict(type="data", symmetric=False, array=[r[spread[1]] - r[y] for r in sel],
+                       arrayminus=[r[y] - r[spread[0]] for r in sel])
+        fig.add_trace(go.Bar(x=[str(r[x]) for r in sel], y=[r[y] for r in sel], name=f"{group} {g}", error_y=err))
+    fig.update_layout(barmode="group", title=title, yaxis_title=y_title, height=380, plot_bgcolor="white",
+                      margin=dict(l=50, r=20, t=50, b=60))
+    return fig
+
+
+def _sweep(rows: Sequence[Mapping]) -> go.Figure:
+    """Speedup over no cache per (model, strategy): width across, prompt length down."""
+    from plotly.subplots import make_subplots
+
+    sizes = list(dict.fromkeys(r["model"] for r in rows))
+    strategies = [k[2:] for k in rows[0] if k.startswith("x_")]
+    fig = make_subplots(rows=len(sizes), cols=len(strategies), subplot_titles=[f"{s} / {t}" for s in sizes
+                                                                               for t in strategies])
+    for i, size in enumerate(sizes, 1):
+        sel = [r for r in rows if r["model"] == size]
+        widths = sorted({r["width"] for r in sel})
+        lengths = sorted({r["prompt_tokens"] for r in sel})
+        for j, strategy in enumerate(strategies, 1):
+            z = [[next((r[f"x_{strategy}"] for r in sel if r["width"] == w and r["prompt_tokens"] == L), None)
+                  for w in widths] for L in lengths]
+            fig.add_trace(go.Heatmap(z=z, x=[str(w) for w in widths], y=[str(L) for L in lengths], zmid=1.0,
+                                     colorscale="RdBu", showscale=i == j == 1, texttemplate="%{z:.2f}x",
+                                     hovertemplate="width %{x}, prompt %{y}: %{z:.2f}x<extra></extra>"), i, j)
+    fig.update_layout(title="Speedup over no cache (>1: the cache pays); width across, prompt tokens down",
+                      height=260 * len(sizes) + 120, margin=dict(l=50, r=20, t=80, b=40))
+    return fig
+
+
+def bench_figure(result: Mapping) -> go.Figure:
+    """The chart for a benchmark result (engine.run_suite): one layout per suite."""
+    rows, suite = result.get("rows", []), result.get("suite")
+    if not rows:
+        return _empty(go.Figure(), "Run a suite to see its chart.")
+    if suite == "generation":
+        return _grouped(rows, "case", "preset", "avg_ms", "Generation: avg ms (min–max) per case", "ms",
+                        ("min_ms", "max_ms"))
+    if suite == "beam":
+        return _grouped(rows, "decoder", "width", "seconds", "Beam search: seconds for all problems", "s")
+    if suite == "hf":
+        flat = [{"mode": f"{r['mode']} · batch {r['batch']}", "engine": e, "ms": r[f"{e}_ms_per_problem"]}
+                for r in rows for e in ("ours", "hf")]
+        return _grouped(flat, "mode", "engine", "ms", "Ours vs transformers generate(): ms per problem", "ms")
+    if suite == "sweep":
+        return _sweep(rows)
+    return _empty(go.Figure(), f"No chart for suite {suite!r}.")

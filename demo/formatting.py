@@ -1,0 +1,87 @@
+"""Text for the page: polynomials as ASCII and LaTeX, live beam tables, ranked answers. Pure functions."""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import engine
+
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+BEAM_HEADERS = ["beam", "tokens", "Q so far", "score", "parent", "state"]
+
+
+def ascii_poly(p: engine.Poly, var: str = "a") -> str:
+    """3a^2 - 2a + 1: what a user types, and what the parser reads back."""
+    return re.sub(r"\^\{(\d+)\}", r"^\1", engine.to_latex(p, var))
+
+
+def answer_ids(ids: Sequence[int]) -> tuple[int, ...]:
+    """Generated ids without the END token."""
+    ids = tuple(ids)
+    return ids[:-1] if ids and ids[-1] == engine.SEP_ID else ids
+
+
+def q_so_far(ids: Sequence[int]) -> str:
+    """Q in math notation once the prefix tokens form a whole expression, else an ellipsis."""
+    body = answer_ids(ids)
+    if not body:
+        return ""
+    try:
+        return engine.to_unicode(engine.from_prefix(engine.decode_text(body)))
+    except ValueError:
+        return "…"
+
+
+def beam_rows(step: engine.Step, problem: int = 0) -> list[list]:
+    """One row per beam of a step: index (parents refer to it), tokens, Q when complete, score, parent."""
+    rows = []
+    for k, b in enumerate(step.beams):
+        if b.problem != problem:
+            continue
+        rows.append([k, engine.decode_text(b.ids), q_so_far(b.ids), round(b.score, 4),
+                     "" if b.parent < 0 else b.parent, "finished" if b.finished else "live"])
+    return rows
+
+
+def step_status(step: engine.Step, total_steps: int | None = None) -> str:
+    live = sum(not b.finished for b in step.beams)
+    done = sum(b.finished for b in step.beams)
+    of = f" of at most {total_steps}" if total_steps else ""
+    return (f"Step **{step.step}**{of}: {live} live beam{'s' * (live != 1)}, {done} finished at this step, "
+            f"{step.elapsed_ms:.2f} ms")
+
+
+def _answer_line(rank: int, a: engine.Answer) -> str:
+    if a.q is None:
+        tokens = a.prefix or "(nothing)"
+        return f"{rank}. ✗ `{tokens}` — {a.reason or 'does not parse'} · score {a.score:.3f}"
+    q = f"$Q(a) = {engine.to_latex(a.q)}$"
+    if a.verified:
+        p = engine.to_latex(a.outer, "Q")
+        return f"{rank}. ✓ {q} &nbsp; gives &nbsp; $f = {p}$ · score {a.score:.3f}"
+    return f"{rank}. ✗ {q} — {a.reason} · score {a.score:.3f}"
+
+
+def answers_markdown(f: engine.Poly, answers: Sequence[engine.Answer]) -> str:
+    """The ranked answers with ✓/✗ from verification and the recovered P (f = P(Q))."""
+    head = f"$f(a) = {engine.to_latex(f)}$\n\n"
+    if not answers:
+        return head + "The decoder returned no answer."
+    n_ok = sum(a.verified for a in answers)
+    best = next((a for a in answers if a.verified), None)
+    if best is None:
+        verdict = f"**✗ No verified answer** among {len(answers)}."
+    else:
+        verdict = f"**✓ Verified:** $Q(a) = {engine.to_latex(best.q)}$ ({n_ok} of {len(answers)} answers verify)."
+    return head + verdict + "\n\n" + "\n".join(_answer_line(i + 1, a) for i, a in enumerate(answers))
+
+
+def options_summary(opts: engine.DecodeOptions) -> str:
+    """A short label for a configuration: decoder, width, cache, beam cache handling, attention."""
+    if opts.decoder == "beam":
+        head = f"beam {opts.width}, {opts.beam_cache}"
+    elif opts.decoder == "sample":
+        head = f"sample T={opts.temperature:g}"
+    else:
+        head = "greedy"
+    return f"{head}, cache {opts.cache}, {opts.attention}"

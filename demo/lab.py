@@ -1,0 +1,113 @@
+"""What every tab shares: the app's settings, the model (loaded once, read-only), engine errors turned
+into gr.Error, and the example problems."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import gradio as gr
+
+import engine
+
+from .formatting import ascii_poly
+
+log = logging.getLogger(__name__)
+
+# Every handler that runs the model shares this queue, one event at a time: decode timings, profiler
+# traces and benchmarks never overlap, so one user's run cannot distort another's numbers.
+MODEL_QUEUE = "model"
+EXAMPLE_SEED = 2024  # fixes the clickable example problems
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    checkpoint: str = engine.DEFAULT_CHECKPOINT  # checkpoint stem (weights + json)
+    profile_dir: str = "profiles"  # where recordings go; TensorBoard reads it
+
+    def model(self) -> engine.GPT:
+        return load_model(self.checkpoint)
+
+
+_LOAD_LOCK = threading.RLock()  # two first requests must not load the weights twice
+
+
+@functools.cache
+def _load(path: str) -> tuple[engine.GPT, dict]:
+    model, meta = engine.load_checkpoint(path)
+    log.info("loaded %s (%s parameters)", path, f"{model.num_params():,}")
+    return model, meta
+
+
+def load_model(path: str) -> engine.GPT:
+    """The model at `path`, loaded on first use and then shared read-only by every session."""
+    with _LOAD_LOCK:
+        return _load(path)[0]
+
+
+def display_path(path: str) -> str:
+    """A checkpoint path relative to the working directory when it lies inside it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def model_info(path: str) -> str:
+    """One line about the served model: where it came from, its size and how it was trained."""
+    model = load_model(path)
+    meta = _load(path)[1]
+    c = model.config
+    line = (f"Model: `{display_path(path)}` · {model.num_params():,} parameters · {c.n_layer} layers, "
+            f"{c.n_head} heads, {c.n_embd} wide")
+    if meta.get("trained"):
+        line += f" · trained {meta.get('steps', '?')} steps ({meta.get('train_minutes', '?')} min)"
+        if not meta.get("finished", True):
+            line += ", training still in progress when saved"
+    else:
+        line += " · untrained weights"
+    return line
+
+
+@functools.cache
+def _hf(path: str):
+    model = load_model(path)
+    return engine.export_hf(model).to(next(model.parameters()).device).eval()
+
+
+def hf_model(path: str):
+    """The same weights as a transformers GPT2LMHeadModel, exported on first use and then shared."""
+    with _LOAD_LOCK:
+        return _hf(path)
+
+
+def prompt_ids(f: engine.Poly) -> list[int]:
+    """The model's prompt for f: its prefix tokens, then the separator."""
+    return engine.encode(engine.to_prefix(f)) + [engine.SEP_ID]
+
+
+@contextmanager
+def user_errors(action: str) -> Iterator[None]:
+    """Engine ValueErrors (bad polynomial, bad option, checkpoint problems) become a gr.Error the page
+    shows; anything else is logged with its traceback and still shown as a message, never a trace."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except ValueError as e:
+        raise gr.Error(str(e), title=f"{action}: invalid input", print_exception=False) from None
+    except Exception as e:
+        log.exception("%s failed", action)
+        raise gr.Error(f"{type(e).__name__}: {e}", title=f"{action} failed", print_exception=False) from None
+
+
+@functools.cache
+def example_problems() -> tuple[tuple[str, str], ...]:
+    """One (label, polynomial text) per outer/inner degree pair the model was trained on."""
+    out = []
+    for i, j in engine.ALL_PAIRS:
+        prob = engine.generate(i, j, 1, seed=EXAMPLE_SEED)[0]
+        out.append((f"deg P = {i}, deg Q = {j}", ascii_poly(prob.f)))
+    return tuple(out)

@@ -1,0 +1,141 @@
+"""Profile: record a torch.profiler trace of one decode, read its phases, steps and top operators, list
+and download the recordings, and open them in TensorBoard."""
+from __future__ import annotations
+
+import functools
+import os
+
+import gradio as gr
+
+import engine
+
+from . import figures
+from .controls import make_options, option_controls
+from .lab import MODEL_QUEUE, LabConfig, example_problems, user_errors
+from .tensorboard import PLUGIN_PATH, TensorBoard
+
+RUN_HEADERS = ["run", "recorded (UTC)", "polynomial", "decoder", "total ms", "trace"]
+PHASE_HEADERS = ["phase", "ms", "share", "calls"]
+TRACE_NOTE = """**Opening a trace elsewhere:** download it below and drop it on [ui.perfetto.dev](https://ui.perfetto.dev)
+(Perfetto) or load it in `chrome://tracing`. The ranges `prefill`, `decode_step`, `cache_clone` / `cache_reorder`,
+`beam_select` and `verify` mark the phases."""
+
+
+def run_rows(profile_dir: str) -> list[list]:
+    rows = []
+    for r in engine.list_runs(profile_dir):
+        s = r["summary"] or {}
+        opts = s.get("options", {})
+        decoder = opts.get("decoder", "")
+        if decoder == "beam":
+            decoder += f" {opts.get('width', '')}"
+        rows.append([r["name"], r["time"], s.get("polynomial", ""), decoder, s.get("total_ms", ""),
+                     os.path.basename(r["trace"]) if r["trace"] else "(none)"])
+    return rows
+
+
+def runs_view(profile_dir: str, selected: str | None = None):
+    """The recorded-runs table and the run picker (keeping `selected` when it still exists)."""
+    rows = run_rows(profile_dir)
+    names = [r[0] for r in rows]
+    value = selected if selected in names else (names[0] if names else None)
+    return rows, gr.update(choices=names, value=value)
+
+
+def summary_markdown(s: dict) -> str:
+    answer = s.get("answer") or {}
+    verdict = "✓ verified" if answer.get("verified") else f"✗ {answer.get('reason') or 'not verified'}"
+    machine = s.get("machine", {})
+    return (f"**{s.get('name', '')}** · f = {s.get('polynomial', '')} · {s.get('prompt_tokens', '?')} prompt tokens\n\n"
+            f"Recorded {s.get('total_ms', 0):.1f} ms (decoder's own timing {s.get('decoder_total_ms', 0):.1f} ms, "
+            f"prefill {s.get('prefill_ms', 0):.1f} ms, peak cache {s.get('cache_bytes', 0) / 1024:.0f} KiB) on "
+            f"{machine.get('cpu', '?')}, torch {machine.get('torch', '?')}\n\n"
+            f"Answer: `{answer.get('q', '')}` {verdict} · trace `{s.get('trace')}`")
+
+
+def phase_rows(s: dict) -> list[list]:
+    return [[p, v["ms"], f"{v.get('share', 0) * 100:.1f}%", v.get("calls", 0)] for p, v in s.get("phases", {}).items()]
+
+
+def show_summary(s: dict | None):
+    """(markdown, phase figure, phase table, timeline figure, top-operators figure) for a summary."""
+    if not s:
+        return "No summary for this run.", figures.profile_phases({}), [], figures.step_timeline({}), \
+            figures.top_operators({})
+    return (summary_markdown(s), figures.profile_phases(s), phase_rows(s), figures.step_timeline(s),
+            figures.top_operators(s))
+
+
+def find_run(profile_dir: str, name: str | None) -> dict | None:
+    return next((r for r in engine.list_runs(profile_dir) if r["name"] == name), None)
+
+
+def select_run(profile_dir: str, name: str | None):
+    """The picked run's charts and its trace behind the download button."""
+    run = find_run(profile_dir, name)
+    trace = run["trace"] if run else None
+    return (*show_summary(run["summary"] if run else None), gr.update(value=trace, interactive=trace is not None))
+
+
+def record(lab: LabConfig, text: str, name: str, *option_values):
+    """Decode once under the profiler into the profiles folder; show the result and refresh the list."""
+    with user_errors("Profile"):
+        f = engine.parse_polynomial(text or "")
+        opts = make_options(*option_values)
+        summary = engine.profile_run(lab.model(), f, opts, out_dir=lab.profile_dir, name=(name or "").strip() or None)
+        rows, picker = runs_view(lab.profile_dir, summary["name"])
+        run = find_run(lab.profile_dir, summary["name"])
+        trace = run["trace"] if run else None
+        return (*show_summary(summary), rows, picker, gr.update(value=trace, interactive=trace is not None))
+
+
+def start_tensorboard(board: TensorBoard) -> str:
+    with user_errors("TensorBoard"):
+        url = board.start()
+    return (f"TensorBoard is running: [{url}{PLUGIN_PATH}]({url}{PLUGIN_PATH}) (PyTorch Profiler plugin, "
+            f"logdir `{board.logdir}`; it listens on {board.host} only, new runs appear within about 10 s).")
+
+
+def build(lab: LabConfig | None = None) -> gr.Blocks:
+    lab = lab or LabConfig()
+    board = TensorBoard(lab.profile_dir)
+    with gr.Blocks(title="Profile") as tab:
+        gr.Markdown(f"Record one decode under `torch.profiler`. Each recording is a run folder in "
+                    f"`{lab.profile_dir}/` with a TensorBoard trace and a phase summary.")
+        with gr.Row():
+            with gr.Column(scale=3):
+                text = gr.Textbox(example_problems()[0][1], label="f(a)", elem_id="profile-input")
+                name = gr.Textbox(label="Run name (optional)", placeholder="e.g. beam10-static", elem_id="profile-name")
+                run = gr.Button("Record profile", variant="primary", elem_id="profile-run")
+                summary = gr.Markdown(elem_id="profile-summary")
+            with gr.Column(scale=2):
+                controls = option_controls("profile")
+        with gr.Row():
+            phase_fig = gr.Plot(figures.profile_phases({}), label="Phases", elem_id="profile-phases")
+            phase_table = gr.Dataframe(headers=PHASE_HEADERS, interactive=False, label="Phase table")
+        timeline = gr.Plot(figures.step_timeline({}), label="Per-step timeline", elem_id="profile-timeline")
+        top_ops = gr.Plot(figures.top_operators({}), label="Top operators", elem_id="profile-top-ops")
+        gr.Markdown("### Recorded runs")
+        runs = gr.Dataframe(headers=RUN_HEADERS, interactive=False, elem_id="profile-runs")
+        with gr.Row():
+            picker = gr.Dropdown([], label="Run", elem_id="profile-picker", scale=3)
+            refresh = gr.Button("Refresh list", scale=1)
+            download = gr.DownloadButton("Download trace", interactive=False, elem_id="profile-download", scale=1)
+        gr.Markdown(TRACE_NOTE)
+        with gr.Row():
+            tb_button = gr.Button("Start TensorBoard", elem_id="tb-start", scale=1)
+            tb_link = gr.Markdown(elem_id="tb-link")
+        shown = [summary, phase_fig, phase_table, timeline, top_ops]
+        run.click(functools.partial(record, lab), [text, name, *controls.inputs], [*shown, runs, picker, download],
+                  api_name="profile", concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+        listing = functools.partial(runs_view, lab.profile_dir)
+        refresh.click(listing, picker, [runs, picker], api_name="list_runs")
+        tab.load(lambda: listing(None), None, [runs, picker], api_visibility="private")
+        picker.input(functools.partial(select_run, lab.profile_dir), picker, [*shown, download],
+                     api_visibility="private")
+        tb_button.click(functools.partial(start_tensorboard, board), None, tb_link, api_name="tensorboard")
+    return tab
+
+
+if __name__ == "__main__":
+    build().queue().launch()

@@ -1,0 +1,221 @@
+"""The web app's figure builders, formatting and handlers as plain functions (no server, tiny model)."""
+import copy
+import json
+
+import gradio as gr
+import plotly.graph_objects as go
+import pytest
+import torch
+
+import engine
+from demo import bench_tab, compare_tab, decompose_tab, figures, formatting, profile_tab
+from demo.controls import CUSTOM, make_options
+from demo.lab import LabConfig, example_problems
+
+B = engine.Beam
+PANEL = dict(preset="fastest", decoder="beam", width=4, cache="static", beam_cache="shared-prefix", attention="sdpa",
+             max_new=6)
+
+
+def panel(**changes) -> list:
+    """Values in make_options' argument order, as the options panel sends them."""
+    values = {**PANEL, **changes}
+    return [values[k] for k in ("preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new")]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> LabConfig:
+    torch.manual_seed(0)
+    model = engine.GPT(engine.PRESETS["tiny"]).eval()
+    root = tmp_path_factory.mktemp("lab")
+    stem = engine.save_checkpoint(model, str(root / "tiny"))
+    return LabConfig(checkpoint=stem, profile_dir=str(root / "profiles"))
+
+
+def scripted_steps() -> tuple:
+    """A width-2 search: step 0 opens two roots; at step 1 root 1 dies and root 0 splits into a finished
+    beam (ids 16, 9 = END) and a live one; step 2 finishes that one."""
+    return (engine.Step(0, (B(0, (16,), -0.1, -1, False), B(0, (15,), -1.0, -1, False)), 2.0, 64),
+            engine.Step(1, (B(0, (16, 22), -0.2, 0, False), B(0, (16, 9), -0.5, 0, True),
+                            B(0, (16, 23), -0.9, 0, False)), 1.0, 128),
+            engine.Step(2, (B(0, (16, 22, 9), -0.3, 0, True), B(0, (16, 23, 24), -2.0, 2, False)), 1.5, 192))
+
+
+def traces(fig: go.Figure) -> dict:
+    return {t.name: t for t in fig.data if t.name}
+
+
+# ---------------------------------------------------------------- figures
+
+def test_beam_tree_draws_every_beam_once_and_fades_dead_branches():
+    """Guards against lost nodes (parent indices misread) and pruned branches drawn as alive."""
+    fig = figures.beam_tree(scripted_steps(), best=(16, 22), verified=[(16, 22)], failed=[(16,)])
+    t = traces(fig)
+    nodes = sum(len(t[k].x) for k in t if k != "prompt")
+    assert nodes == 2 + 3 + 2
+    assert list(t["pruned"].x) == [0]  # root 1 (token N) had no child
+    assert list(t["verified"].x) == [2] and list(t["failed"].x) == [1]
+    assert "score -0.3000" in t["verified"].hovertext[0]
+    best_edges = [d for d in fig.data if d.mode == "lines" and d.line.width == 3][0]
+    assert [x for x in best_edges.x if x is not None] == [-1, 0, 0, 1, 1, 2]
+
+
+def test_beam_tree_replay_cuts_at_a_step():
+    """Replay must hide later steps, and a beam alive at the cut is live, not pruned."""
+    t = traces(figures.beam_tree(scripted_steps(), upto=1))
+    assert max(max(tr.x) for k, tr in t.items() if k != "prompt") == 1
+    assert sorted(t["live"].x) == [0, 1, 1]  # root 0 and its two live children
+    assert list(t["finished"].x) == [1]
+
+
+def test_beam_tree_of_nothing_is_a_placeholder():
+    fig = figures.beam_tree(())
+    assert not fig.data and fig.layout.annotations
+
+
+def test_step_latency_and_comparison_charts():
+    steps = scripted_steps()
+    bar = figures.step_latency(steps, prefill_ms=1.5).data[0]
+    assert list(bar.y) == [2.0, 1.0, 1.5]
+    rows = [{"label": "a", "mean_ms": 10.0, "min_ms": 8.0, "max_ms": 13.0, "speedup": 1.0},
+            {"label": "b", "mean_ms": 5.0, "min_ms": 4.0, "max_ms": 5.5, "speedup": 2.0}]
+    lat = figures.latency_bars(rows).data[0]
+    assert list(lat.error_y.array) == [3.0, 0.5] and list(lat.error_y.arrayminus) == [2.0, 1.0]
+    assert list(lat.text) == ["1.00x", "2.00x"]
+    stack = figures.phase_stack({"a": {"prefill": 1.0, "decode_step": 3.0}, "b": {"prefill": 2.0, "other": 1.0}})
+    assert stack.layout.barmode == "stack"
+    assert [t.name for t in stack.data] == ["prefill", "decode_step", "other"]
+
+
+def test_profile_figures_read_a_summary():
+    summary = {"total_ms": 10.0, "phases": {"prefill": {"ms": 4.0, "calls": 1, "share": 0.4},
+                                            "decode_step": {"ms": 6.0, "calls": 5, "share": 0.6},
+                                            "verify": {"ms": 0.0, "calls": 0, "share": 0.0}},
+               "steps": [{"step": 0, "ms": 4.0, "cache_bytes": 10, "beams": 2}, {"step": 1, "ms": 1.2, "beams": 1}],
+               "top_ops": [{"op": "aten::addmm", "calls": 12, "self_ms": 3.0, "total_ms": 4.0}]}
+    assert list(figures.profile_phases(summary).data[0].y) == ["prefill", "decode_step"]  # zero phases dropped
+    assert list(figures.step_timeline(summary).data[1].y) == [2, 1]
+    assert list(figures.top_operators(summary).data[0].y) == ["aten::addmm"]
+
+
+@pytest.mark.parametrize("suite,rows,traces_expected", [
+    ("generation", [{"case": "c", "preset": "V1", "avg_ms": 2.0, "min_ms": 1.0, "max_ms": 3.0},
+                    {"case": "c", "preset": "V3", "avg_ms": 1.0, "min_ms": 1.0, "max_ms": 1.0}], 2),
+    ("beam", [{"width": 5, "decoder": "no cache", "seconds": 1.0}, {"width": 10, "decoder": "no cache",
+                                                                    "seconds": 2.0}], 2),
+    ("hf", [{"mode": "greedy", "batch": 1, "ours_ms_per_problem": 1.0, "hf_ms_per_problem": 3.0}], 2),
+    ("sweep", [{"model": "tiny", "prompt_tokens": L, "width": w, "x_concat+clone": 1.0, "x_static+gather": 2.0}
+               for L in (16, 48) for w in (1, 4)], 2),
+])
+def test_bench_figure_has_a_chart_per_suite(suite, rows, traces_expected):
+    fig = figures.bench_figure({"suite": suite, "rows": rows})
+    assert len(fig.data) == traces_expected
+
+
+# ---------------------------------------------------------------- formatting and options
+
+def test_examples_cover_every_degree_pair_and_parse_back():
+    """The clickable examples are ASCII text the parser reads back to polynomials of the right degree."""
+    examples = example_problems()
+    assert len(examples) == len(engine.ALL_PAIRS)
+    for (i, j), (label, text) in zip(engine.ALL_PAIRS, examples):
+        assert engine.degree(engine.parse_polynomial(text)) == i * j, label
+
+
+def test_ascii_poly_round_trips_through_the_parser():
+    for prob in engine.generate(3, 4, 50, seed=3):
+        assert engine.parse_polynomial(formatting.ascii_poly(prob.f)) == prob.f
+
+
+def test_answers_markdown_marks_verified_and_shows_p():
+    f = (0, 0, 1, 2, 1)  # (a^2 + a)^2
+    good = engine.Answer((16,), "", -0.1, (0, 1, 1), True, (0, 0, 1), "")
+    bad = engine.Answer((15,), "x", -2.0, None, False, None, "does not parse")
+    text = formatting.answers_markdown(f, [good, bad])
+    assert "✓ Verified" in text and "f = Q^{2}" in text and "✗ `x`" in text
+
+
+def test_make_options_keeps_the_presets_hidden_fields():
+    """A preset's grad mode and mask handling survive the panel; greedy is forced to width 1."""
+    v1 = make_options(*panel(preset="V1", cache="none", decoder="greedy"))
+    assert (v1.grad_mode, v1.rebuild_masks, v1.width, v1.cache) == ("no_grad", True, 1, "none")
+    assert make_options(*panel(preset=CUSTOM)).grad_mode == engine.DecodeOptions().grad_mode
+    with pytest.raises(ValueError):
+        make_options(*panel(cache="bogus"))
+
+
+# ---------------------------------------------------------------- handlers
+
+def test_decompose_streams_steps_then_a_result_without_tensors(lab):
+    outs = list(decompose_tab.decompose(lab, "4a^4 + 12a^3 + 9a^2 - 1", *panel()))
+    warning, status, live, answers, classical, tree, replay, latency, result, state = outs[-1]
+    assert len(outs) == 2 + len(state["steps"])  # a first update, one per step, the result
+    assert all(len(o[2]) > 0 for o in outs[1:-1])  # every streamed step shows its beams
+    assert "f = P(Q)" in outs[0][4] and "Q = " in outs[0][4]  # the classical answer comes first
+    assert result["f"] == "4a^4 + 12a^3 + 9a^2 - 1" and len(result["answers"]) == 4
+    assert isinstance(tree, go.Figure) and isinstance(latency, go.Figure)
+    flat = json.dumps(result)  # plain data only
+    assert "tensor" not in flat.lower()
+    clone = copy.deepcopy(state)  # gr.State must deep-copy cheaply
+    assert not any(isinstance(v, torch.Tensor) for v in clone.values())
+    fig, rows, text = decompose_tab.replay(0, state)
+    assert text.startswith("Step **0**") and len(rows) == len(state["steps"][0].beams)
+
+
+def test_decompose_warns_outside_the_training_distribution(lab):
+    first = next(decompose_tab.decompose(lab, "a^5 + 1", *panel(max_new=2)))
+    assert first[0].startswith("⚠️")
+
+
+@pytest.mark.parametrize("text", ["", "a^2 +* 3", "(a+1)^999999", "2 ^ a P"])
+def test_bad_input_becomes_a_gr_error(lab, text):
+    with pytest.raises(gr.Error):
+        list(decompose_tab.decompose(lab, text, *panel()))
+
+
+def test_bad_option_becomes_a_gr_error(lab):
+    with pytest.raises(gr.Error):
+        list(decompose_tab.decompose(lab, "a^4 + 1", *panel(width=0)))
+
+
+def test_compare_reports_identical_outputs_for_equivalent_configs(lab):
+    rows = [["V3", "beam", 3, "", "", "", 5], ["fastest", "beam", 3, "", "", "", 5],
+            ["custom", "greedy", "", "concat", "", "math", 5]]
+    verdict, latency, phases, table, raw = compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7", rows, 2,
+                                                               profiled=False)
+    assert "Outputs differ" in verdict  # greedy returns one answer, beam three
+    assert [r[4] for r in table][0] == "1.00x" and len(raw["stats"]) == 3
+    assert [t.name for t in phases.data][:2] == ["prefill", "decode_step"]  # the decoder's own split
+    verdict, latency, phases, *_ = compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7", rows[:2], 1)
+    assert "Outputs identical" in verdict
+    assert "beam_select" in {t.name for t in phases.data}  # the profiled split names the beam phases
+
+
+def test_compare_runs_a_seed_batch_case(lab):
+    rows = [["V1", "greedy", "", "", "", "", 3], ["V3", "greedy", "", "", "", "", 3]]
+    verdict, *_, raw = compare_tab.compare(lab, "batch_3_mixed", "", rows, 1, profiled=False)
+    assert "Outputs identical" in verdict and "3 polynomials" in verdict
+
+
+@pytest.mark.parametrize("rows", [[["V1", "beam", 3, "", "", "", 5]], [["V9", "", "", "", "", "", ""]] * 2,
+                                  [["V1", "beam", "wide", "", "", "", ""]] * 2])
+def test_compare_rejects_bad_configurations(lab, rows):
+    with pytest.raises(gr.Error):
+        compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 1", rows, 1, profiled=False)
+
+
+def test_profile_records_a_run_and_lists_it(lab):
+    out = profile_tab.record(lab, "a^4 + 2a^2 + 7", "unit", *panel())
+    summary_md, rows = out[0], out[5]
+    assert "unit" in summary_md and "trace" in summary_md
+    assert rows and rows[0][0].endswith("unit") and rows[0][5].endswith(".pt.trace.json")
+    assert out[2] and out[2][0][0] in engine.PHASES  # the phase table
+    picked = profile_tab.select_run(lab.profile_dir, rows[0][0])
+    assert picked[-1]["value"].endswith(".pt.trace.json")
+
+
+def test_benchmark_smoke_suite_returns_table_rows_and_chart(lab):
+    table, rows, chart, html, result = bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], 1, 0)
+    assert "generation benchmark" in table
+    assert len(rows["value"]) == len(result["rows"]) > 0
+    assert isinstance(chart, go.Figure) and chart.data
