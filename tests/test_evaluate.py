@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from engine.checkpoint import save_checkpoint
-from engine.data import generate, parse_line, write_dataset
+from engine.data import generate, write_dataset
 from engine.evaluate import main
 from engine.model import GPT, PRESETS
-from engine.polynomial import from_prefix, verify
+from engine.polynomial import PolynomialError, from_prefix, verify
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,10 @@ def test_json_line_and_predictions(tmp_path, tiny_ckpt, capsys):
     for line, prob in zip(lines, problems):
         prompt, _, answer = line.partition(" ⁇")
         assert from_prefix(prompt) == prob.f
-        if answer.strip():
+        try:
             recount += verify(prob.f, from_prefix(answer.strip())).ok
+        except PolynomialError:  # an untrained model writes token soup; it counts as not verified
+            pass
     assert recount == row["verified"]
     assert row["accuracy"] == pytest.approx(row["verified"] / 10)
 
