@@ -1,4 +1,10 @@
 """PolyDecode Lab engine: torch only. demo/ uses only the names exported here."""
+import warnings
+
+# `python -m engine.data` (and other CLIs this package imports) would otherwise warn that the module was
+# imported before it ran; that is expected here and harmless.
+warnings.filterwarnings("ignore", message=r".*found in sys.modules after import of package 'engine'",
+                        category=RuntimeWarning)
 from .cache import CACHE_STRATEGIES, make_cache
 from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, export_hf, import_seed_checkpoint, load_checkpoint,
                          load_model, save_checkpoint)
