@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from typing import Callable
 
 import torch
@@ -65,7 +66,9 @@ def _cell(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "NO"
     if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
     return str(value)
 
 
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     src.add_argument("--preset", default=None, help="random weights of a model preset: tiny, default, paper")
     ap.add_argument("--smoke", action="store_true", help="tiny model, few problems, small grid: seconds")
     ap.add_argument("--out", default=DEFAULT_OUT, help="directory for <suite>.json and sweep.html")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
     if args.threads is not None:
@@ -113,9 +117,13 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
             ap.error("--threads must be >= 1")
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    def progress(fraction: float, message: str) -> None:
+        print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
     try:
         result = run_suite(args.suite, smoke=args.smoke, runs=args.runs, warmup=args.warmup,
-                           checkpoint=args.checkpoint, preset=args.preset, out_dir=args.out)
+                           checkpoint=args.checkpoint, preset=args.preset, out_dir=args.out,
+                           progress=None if args.quiet else progress)
     except ValueError as e:
         ap.error(str(e))
     if not args.json:

@@ -64,8 +64,9 @@ def hf_decode(hf_model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -
     """Decode `prompts` (ids ending with SEP) with transformers generate(); same result type as ours.
 
     Greedy (and width-1 beam, which generate() runs as greedy) scores are the summed log-probs of the
-    chosen tokens (END included when emitted); beam scores are generate()'s sequence scores (summed log-probs / length ** length_penalty). `steps` is
-    empty (generate() yields no step events) and prefill_ms is 0: only the total is measured."""
+    chosen tokens (END included when emitted); beam scores are generate()'s sequence scores (summed
+    log-probs / length ** length_penalty). `steps` is empty (generate() yields no step events) and
+    prefill_ms is 0: only the total is measured."""
     device = next(hf_model.parameters()).device
     ids, mask = left_pad(prompts, device)
     kw = generate_kwargs(opts, hf_model.config.n_positions, ids.shape[1])

@@ -56,7 +56,8 @@ def format_summary(s: dict) -> str:
     lines = [f"profile {s['name']}: {s['polynomial']}  ({s['prompt_tokens']} prompt tokens)",
              f"total {s['total_ms']:.1f} ms (wall {s['wall_ms']:.1f} ms), {len(s['steps'])} steps, "
              f"cache {s['cache_bytes'] / 1024:.1f} KiB", "",
-             f"| {'phase':<14} | {'ms':>9} | {'share':>6} | {'calls':>5} |", f"|{'-' * 16}|{'-' * 11}|{'-' * 8}|{'-' * 7}|"]
+             f"| {'phase':<14} | {'ms':>9} | {'share':>6} | {'calls':>5} |",
+             f"|{'-' * 16}|{'-' * 11}|{'-' * 8}|{'-' * 7}|"]
     for p in PHASES:
         v = s["phases"][p]
         lines.append(f"| {p:<14} | {v['ms']:>9.2f} | {v['share']:>6.1%} | {v['calls']:>5} |")
@@ -65,7 +66,8 @@ def format_summary(s: dict) -> str:
         lines.append(f"| {op['op'][:32]:<32} | {op['calls']:>5} | {op['self_ms']:>9.2f} |")
     a = s["answer"]
     if a:
-        lines += ["", f"answer: {a['q'] or '(nothing)'}  " + ("verified" if a["verified"] else f"not verified: {a['reason']}")]
+        verdict = "verified" if a["verified"] else f"not verified: {a['reason']}"
+        lines += ["", f"answer: {a['q'] or '(nothing)'}  {verdict}"]
     lines.append(f"trace: {s['run_dir']}  (view: tensorboard --logdir {s['out_dir']})")
     return "\n".join(lines)
 

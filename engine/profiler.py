@@ -26,9 +26,8 @@ from typing import Iterator
 import torch
 from torch.profiler import ProfilerActivity, record_function, tensorboard_trace_handler
 
-from .decode import DecodeOptions, Step, decode, rank_answers
-from .polynomial import Poly, to_prefix, to_unicode
-from .tokenizer import SEP_ID, encode
+from .decode import DecodeOptions, Step, best_answer, decode, encode_problem, rank_answers
+from .polynomial import Poly, to_unicode
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +195,7 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
 
     A first, unrecorded decode (warmup) keeps one-time costs (allocator growth, lazy init) out of the trace.
     Raises ValueError (from decode) when f does not fit the model's block size."""
-    prompt_ids = encode(to_prefix(f)) + [SEP_ID]
+    prompt_ids = encode_problem(f)
     name = name or f"{opts.decoder}{opts.width if opts.decoder == 'beam' else ''}_{opts.cache}_{opts.attention}"
     if warmup:
         _run_decode(model, prompt_ids, opts)
@@ -207,7 +206,7 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
             answers = rank_answers(f, result.hypotheses[0])
     wall_ms = (time.perf_counter() - t0) * 1e3
     events = rec.prof.events()
-    best = next((a for a in answers if a.verified), answers[0] if answers else None)
+    best = best_answer(answers)
     traces = _trace_files(rec.run_dir)
     summary = {
         "name": rec.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
