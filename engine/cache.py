@@ -67,10 +67,11 @@ class ConcatCache:
 
 
 class StaticCache:
-    """One preallocated buffer (B, 2, L, H, max_len, D), written in place at `pos`.
+    """Per layer one preallocated (B, H, max_len, D) buffer for keys and one for values, written in place.
 
-    Rows first, so a reorder is one index_select of whole contiguous rows into a second buffer of
-    the same size (the two are swapped), and dropping rows is a view of the first n rows.
+    The slice [:, :, :S] of a (B, H, max_len, D) buffer keeps B and H mergeable, so attention's
+    matmuls read it without a copy. A reorder writes the positions stored so far into a second set
+    of buffers with index_select(out=...) and swaps the two sets; dropping rows uses the first n rows.
     """
 
     prefix_k = None
@@ -80,19 +81,16 @@ class StaticCache:
         self.reset()
 
     def reset(self) -> None:
-        self.buf: torch.Tensor | None = None
-        self.spare: torch.Tensor | None = None
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+        self.spare: list[torch.Tensor] = []  # k buffers then v buffers, the reorder target
         self.pos = 0
-
-    def _use(self, buf: torch.Tensor) -> None:
-        self.buf = buf
-        self.k = [buf[:, 0, i] for i in range(self.n_layer)]  # (B, H, max_len, D) views
-        self.v = [buf[:, 1, i] for i in range(self.n_layer)]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, H, T, D = k.shape
-        if self.buf is None:
-            self._use(k.new_empty(B, 2, self.n_layer, H, self.max_len, D))
+        if not self.k:
+            self.k = [k.new_empty(B, H, self.max_len, D) for _ in range(self.n_layer)]
+            self.v = [k.new_empty(B, H, self.max_len, D) for _ in range(self.n_layer)]
         end = self.pos + T
         if end > self.max_len:
             raise ValueError(f"static cache holds {self.max_len} positions; asked for {end}")
@@ -104,25 +102,28 @@ class StaticCache:
         self.pos += n
 
     def reorder(self, beam_idx: torch.Tensor) -> None:
-        n = beam_idx.numel()
-        if self.spare is None or self.spare.size(0) < n:
-            self.spare = self.buf.new_empty((n,) + self.buf.shape[1:])
-        out = self.spare[:n]  # the first n rows of a contiguous buffer are contiguous
-        torch.index_select(self.buf, 0, beam_idx, out=out)
-        self.spare = self.buf
-        self._use(out)
+        n, bufs = beam_idx.numel(), self.k + self.v
+        if not self.spare or self.spare[0].size(0) < n:
+            self.spare = [torch.empty_like(b[:1]).expand(n, -1, -1, -1).contiguous() for b in bufs]
+        outs = [t[:n] for t in self.spare]  # the first n rows of a contiguous buffer are contiguous
+        for src, out in zip(bufs, outs):  # only the positions stored so far, straight into place
+            torch.index_select(src[:, :, :self.pos], 0, beam_idx, out=out[:, :, :self.pos])
+        self.spare = bufs
+        self.k, self.v = outs[:self.n_layer], outs[self.n_layer:]
 
     def clone_rows(self, beam_idx: list[int]) -> None:
-        self._use(torch.cat([self.buf[r:r + 1].clone() for r in beam_idx]))
-        self.spare = None
+        self.k = [torch.cat([t[r:r + 1].clone() for r in beam_idx]) for t in self.k]
+        self.v = [torch.cat([t[r:r + 1].clone() for r in beam_idx]) for t in self.v]
+        self.spare = []
 
     def expand(self, k: int) -> None:
-        self._use(self.buf.repeat_interleave(k, dim=0))
-        self.spare = None
+        self.k = [t.repeat_interleave(k, dim=0) for t in self.k]
+        self.v = [t.repeat_interleave(k, dim=0) for t in self.v]
+        self.spare = []
 
     @property
     def nbytes(self) -> int:
-        return 0 if self.buf is None else self.buf.numel() * self.buf.element_size()
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
 
 class SharedPrefixCache:
@@ -152,8 +153,8 @@ class SharedPrefixCache:
         return self.plen + self.inner.pos
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.prefix_k is None:  # the prefill: keep the prompt once, attend it normally
-            self._pk[layer], self._pv[layer] = k, v
+        if self.prefix_k is None:  # the prefill: keep the prompt once (contiguous), attend it normally
+            self._pk[layer], self._pv[layer] = k.contiguous(), v.contiguous()
             return k, v
         return self.inner.update(layer, k, v)
 
@@ -203,8 +204,12 @@ BEAM_CACHE_HANDLING = ("clone", "gather", "shared-prefix")
 
 
 def make_cache(strategy: str, beam_cache: str, n_layer: int, max_len: int,
-               prefix_mask: torch.Tensor | None = None):
-    """A fresh cache for one request, or None for strategy "none" (recompute every step)."""
+               prefix_mask: torch.Tensor | None = None, max_new: int | None = None):
+    """A fresh cache for one request, or None for strategy "none" (recompute every step).
+
+    max_len: the most positions a row holds; max_new: the most generated ones (the shared-prefix
+    inner cache holds only those).
+    """
     if strategy not in CACHE_STRATEGIES:
         raise ValueError(f"unknown cache {strategy!r}; choose from {tuple(CACHE_STRATEGIES)}")
     if beam_cache not in BEAM_CACHE_HANDLING:
@@ -213,5 +218,5 @@ def make_cache(strategy: str, beam_cache: str, n_layer: int, max_len: int,
     if cls is None:
         return None
     if beam_cache == "shared-prefix":
-        return SharedPrefixCache(cls(n_layer, max_len), prefix_mask)
+        return SharedPrefixCache(cls(n_layer, max_new or max_len), prefix_mask)
     return cls(n_layer, max_len)

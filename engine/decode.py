@@ -20,8 +20,8 @@ from typing import Generator, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.profiler import record_function
 
+from .device import phase
 from .polynomial import Poly, PolynomialError, from_prefix_tokens, to_prefix, verify
 from .session import BatchSession, SerialSession, grad_mode
 from .tokenizer import SEP_ID, VOCAB_SIZE, TokenizerError, decode as decode_ids, encode
@@ -205,7 +205,7 @@ def _single(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decode
                 prefill_ms = sess.elapsed_since(t0)
             else:
                 logits = sess.step(tok)
-            with record_function("beam_select"):
+            with phase("beam_select"):
                 logprobs = F.log_softmax(logits.float(), dim=-1)
                 if gen is None:
                     tok = logprobs.argmax(dim=-1)
@@ -274,7 +274,7 @@ def _beam(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decoded]
             else:
                 logprobs = F.log_softmax(sess.step(live_tok).float(), dim=-1)
                 cand = logprobs.view(len(active), K, V) + live_scores[:, :, None]
-            with record_function("beam_select"):
+            with phase("beam_select"):
                 sel = _select(cand.view(len(active), K * V), K, V, step + 1, opts.length_penalty, last)
                 live_scores, live_tok = sel["live_scores"], sel["live_tok"]
                 host = {k: v.tolist() for k, v in sel.items() if k != "live_tok"}
@@ -359,7 +359,7 @@ def rank_answers(f: Poly, hyps: Sequence[Hypothesis]) -> tuple[Answer, ...]:
         except PolynomialError as e:
             out.append(Answer(h.ids, prefix, h.score, None, False, None, f"does not parse: {e}"))
             continue
-        with record_function("verify"):
+        with phase("verify"):
             verdict = verify(f, q)
         out.append(Answer(h.ids, prefix, h.score, q, verdict.ok, verdict.outer, verdict.reason))
     return tuple(out)

@@ -1,7 +1,10 @@
 """Device choice and synchronisation for honest timings."""
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
+from torch.profiler import record_function
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -24,3 +27,8 @@ def synchronize(device: torch.device | str | None = None) -> None:
     device = torch.device(device) if device is not None else None
     if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def phase(name: str):
+    """record_function(name) while a profiler records, else a free no-op (labels cost time per step)."""
+    return record_function(name) if torch.autograd._profiler_enabled() else nullcontext()

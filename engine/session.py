@@ -15,10 +15,9 @@ import copy
 import time
 
 import torch
-from torch.profiler import record_function
 
 from .cache import make_cache
-from .device import synchronize
+from .device import phase, synchronize
 from .tokenizer import PAD_ID
 
 
@@ -59,7 +58,7 @@ class BatchSession(_Timed):
         arange = torch.arange(self.total, device=self.device)
         valid = arange[None, :] >= self.pad[:, None]  # (rows, total): real keys
         self.cache = make_cache(opts.cache, opts.beam_cache, model.config.n_layer, self.total,
-                                prefix_mask=valid[:, None, None, :P] if self.padded else None)
+                                prefix_mask=valid[:, None, None, :P] if self.padded else None, max_new=opts.max_new)
         self.seq = None
         if self.recompute:
             self.seq = torch.full((len(prompts), self.total), PAD_ID, dtype=torch.long, device=self.device)
@@ -99,7 +98,7 @@ class BatchSession(_Timed):
 
     def prefill(self) -> torch.Tensor:
         """Logits (rows, V) for the token after every prompt; fills the cache."""
-        with record_function("prefill"):
+        with phase("prefill"):
             P = self.P
             logits = self.model(self.idx, pos=self._positions(0, P), mask=self._mask_full(P), cache=self.cache,
                                 attention=self.opts.attention, last_only=True)
@@ -109,7 +108,7 @@ class BatchSession(_Timed):
 
     def step(self, tok: torch.Tensor) -> torch.Tensor:
         """Feed the token chosen for every row (rows,); logits (rows, V) for the next one."""
-        with record_function("decode_step"):
+        with phase("decode_step"):
             S = self.P + self.g + 1
             if self.recompute:
                 self.seq[:, S - 1] = tok
@@ -159,10 +158,10 @@ class BatchSession(_Timed):
         if self.cache is None:
             return
         if self.opts.beam_cache == "clone":
-            with record_function("cache_clone"):
+            with phase("cache_clone"):
                 self.cache.clone_rows(parents)
         else:
-            with record_function("cache_reorder"):
+            with phase("cache_reorder"):
                 self.cache.reorder(idx)
 
     @property
@@ -188,7 +187,7 @@ class SerialSession(_Timed):
         return logits[:, -1]
 
     def prefill(self) -> torch.Tensor:
-        with record_function("prefill"):
+        with phase("prefill"):
             for p in self.prompts:
                 cache = make_cache(self.opts.cache, "gather", self.model.config.n_layer, len(p) + self.opts.max_new)
                 self.rows.append((list(p), cache))
@@ -197,17 +196,17 @@ class SerialSession(_Timed):
     def step(self, tok: torch.Tensor) -> torch.Tensor:
         out = []
         for (seq, cache), t in zip(self.rows, tok.tolist()):
-            with record_function("decode_step"):
+            with phase("decode_step"):
                 seq.append(t)
                 out.append(self._forward(seq, cache))
         return torch.cat(out)
 
     def expand(self, k: int) -> None:
-        with record_function("cache_clone"):
+        with phase("cache_clone"):
             self.rows = [copy.deepcopy(row) for row in self.rows for _ in range(k)]
 
     def select(self, parents: list[int], keep_problems: list[int]) -> None:
-        with record_function("cache_clone"):
+        with phase("cache_clone"):
             self.rows = [copy.deepcopy(self.rows[r]) for r in parents]
 
     @property

@@ -1,0 +1,118 @@
+"""Decompose one polynomial with the model: ranked answers, each verified, with the recovered P.
+
+    python -m engine.decompose "3(a^2+2a)^2 - 5(a^2+2a) + 7" --decoder beam --width 10
+    python -m engine.decompose "a^4 + 4a^3 + 2a^2 - 4a + 1" --preset V1 --json
+
+Options start from --preset (default: fastest) and any flag given overrides it. Errors in the input
+are one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, replace
+
+import torch
+
+from . import polynomial
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from .data import out_of_domain
+from .decode import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, Answer, DecodeOptions, decode,
+                     encode_problem, preset, rank_answers, run_to_completion)
+from .device import pick_device
+from .model import GPT, PRESETS
+from .polynomial import Poly, PolynomialError, to_prefix, to_unicode
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m engine.decompose", description=__doc__.split("\n")[0])
+    ap.add_argument("polynomial", help='f(a), e.g. "a^4 + 4a^3 + 2a^2 - 4a + 1" (or seed prefix tokens)')
+    ap.add_argument("--preset", choices=sorted(DECODE_PRESETS), default="fastest", help="starting options")
+    ap.add_argument("--decoder", choices=DECODERS)
+    ap.add_argument("--width", type=int, help="beams (beam search only)")
+    ap.add_argument("--cache", choices=CACHES)
+    ap.add_argument("--beam-cache", choices=BEAM_CACHES)
+    ap.add_argument("--attention", choices=ATTENTIONS)
+    ap.add_argument("--max-new", type=int, help="most answer tokens, END included")
+    ap.add_argument("--seed", type=int, help="sampling seed")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    ap.add_argument("--checkpoint", default=None, help=f"weights stem (default: {os.path.relpath(DEFAULT_CHECKPOINT)})")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return ap.parse_args(argv)
+
+
+def options_from(args: argparse.Namespace) -> DecodeOptions:
+    """The preset, with every flag that was given replacing its field (ValueError on bad values)."""
+    given = {k: getattr(args, k) for k in ("decoder", "width", "cache", "beam_cache", "attention", "max_new", "seed")}
+    opts = preset(args.preset, **{k: v for k, v in given.items() if v is not None})
+    if opts.decoder != "beam" and args.width is None:
+        opts = replace(opts, width=1)
+    return opts
+
+
+def read_polynomial(text: str) -> Poly:
+    if hasattr(polynomial, "parse_polynomial"):
+        return polynomial.parse_polynomial(text)
+    return polynomial.from_prefix(text)
+
+
+def load(path: str | None, device: torch.device) -> tuple[GPT, str, bool]:
+    """(model, where it came from, trained?). Without any checkpoint: random weights, said clearly."""
+    stem = path or DEFAULT_CHECKPOINT
+    if path is None and not os.path.exists(stem + ".safetensors"):
+        torch.manual_seed(0)
+        return GPT(PRESETS["default"]).to(device).eval(), "random weights (no checkpoint found)", False
+    model, meta = load_checkpoint(stem, device)
+    return model, os.path.relpath(stem), bool(meta.get("trained"))
+
+
+def answer_dict(a: Answer) -> dict:
+    return {"q_prefix": a.prefix, "q": to_unicode(a.q) if a.q is not None else None, "score": round(a.score, 6),
+            "verified": a.verified, "p": to_unicode(a.outer) if a.outer is not None else None, "reason": a.reason}
+
+
+def render(f: Poly, source: str, trained: bool, opts: DecodeOptions, answers, result, note: str | None) -> str:
+    lines = [f"f = {to_unicode(f)}", f"model: {source}" + ("" if trained else "  (UNTRAINED weights: answers are noise)")]
+    if note:
+        lines.append(f"note: {note}")
+    lines.append(f"decoder {opts.decoder}, width {opts.width}, cache {opts.cache}, beam cache {opts.beam_cache}, "
+                 f"attention {opts.attention}")
+    lines.append(f"{'#':>3}  {'score':>9}  {'verified':<8}  {'Q':<28}  P")
+    for n, a in enumerate(answers, 1):
+        q = to_unicode(a.q) if a.q is not None else f"({a.prefix or 'nothing'})"
+        p = to_unicode(a.outer) if a.outer is not None else a.reason
+        lines.append(f"{n:>3}  {a.score:>9.4f}  {'yes' if a.verified else 'no':<8}  {q:<28}  {p}")
+    lines.append(f"time: prefill {result.prefill_ms:.1f} ms, total {result.total_ms:.1f} ms, "
+                 f"{len(result.steps)} steps")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        f = read_polynomial(args.polynomial)
+        opts = options_from(args)
+        device = pick_device(args.device)
+        model, source, trained = load(args.checkpoint, device)
+        result = run_to_completion(decode(model, [encode_problem(f)], opts))
+    except (PolynomialError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    answers = rank_answers(f, result.hypotheses[0])
+    note = out_of_domain(f)
+    if args.json:
+        print(json.dumps({
+            "input": args.polynomial, "f": to_unicode(f), "f_prefix": to_prefix(f), "options": asdict(opts),
+            "device": str(device), "checkpoint": source, "trained": trained, "note": note,
+            "answers": [answer_dict(a) for a in answers],
+            "timings": {"prefill_ms": round(result.prefill_ms, 3), "total_ms": round(result.total_ms, 3),
+                        "steps": len(result.steps)}}, ensure_ascii=False))
+    else:
+        print(render(f, source, trained, opts, answers, result, note))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
