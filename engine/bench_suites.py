@@ -75,7 +75,7 @@ def beam_configs(width: int) -> list[tuple[str, object, bool]]:
     return [
         ("no cache", preset("fastest", decoder="beam", width=width, cache="none"), False),
         ("seed way", preset("V2", decoder="beam", width=width, cache="concat", beam_cache="clone",
-                            one_at_a_time=True), False),
+                            attention="sdpa", one_at_a_time=True), False),
         ("fastest", preset("fastest", decoder="beam", width=width), False),
         ("fastest, batched", preset("fastest", decoder="beam", width=width), True),
     ]
@@ -171,8 +171,8 @@ def beam(subject: Subject, runs: int, warmup: int, n: int = 30, widths: tuple[in
     settings = {"problems": n, "pair": "2_2", "widths": list(widths), "runs": runs, "warmup": warmup,
                 "max_new": answer_rule(subject)}
     definitions = [
-        "no cache: the whole sequence is recomputed every step (all beams of a problem in one forward)",
-        "seed way: concat cache, every surviving candidate clones its parent's cache, one forward per beam",
+        "no cache: the whole sequence is recomputed every step (sdpa, all beams of a problem in one forward)",
+        "seed way: concat cache + sdpa, every surviving candidate clones its parent's cache, one forward per beam",
         "fastest: preset 'fastest' (static cache, batched beams); 'batched' decodes all problems in one call",
         f"x_floor: decode-step time over the floor, 2 x {subject.model.num_params():,} FLOPs per token fed at this "
         f"machine's {rate:.0f} GFLOP/s float32 matmul rate (1.0 = at the floor)",

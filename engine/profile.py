@@ -15,6 +15,8 @@ import logging
 import sys
 from dataclasses import fields, replace
 
+import torch
+
 from .bench_util import random_model
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .decode import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, preset
@@ -84,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=int, default=20, help="recordings kept in --out (oldest removed)")
     ap.add_argument("--no-warmup", action="store_true", help="record the very first decode too")
     ap.add_argument("--json", action="store_true", help="print only the summary JSON")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         f = parse_polynomial(args.polynomial)
