@@ -12,6 +12,7 @@ from . import figures
 from .lab import MODEL_QUEUE, LabConfig, user_errors
 
 MODELS = ("this app's checkpoint", "tiny random weights")
+DEFAULT = "suite default"
 SUITE_NOTES = {
     "generation": "The seed's generation table: five cases × presets V1, V2, V3, fastest, greedy decoding.",
     "beam": "The seed's beam table: (2,2) problems at widths 5 and 10, no cache vs the seed's way vs ours.",
@@ -26,14 +27,23 @@ def suite_rows(result: dict) -> tuple[list[str], list[list]]:
     return cols, [[r.get(c, "") for c in cols] for r in result.get("rows", [])]
 
 
-def run_bench(lab: LabConfig, suite: str, smoke: bool, model: str, runs: float, warmup: float,
+def count(value, name: str) -> int | None:
+    """A run count from the page: "suite default" -> None, else a whole number."""
+    if value is None or str(value).strip() in ("", DEFAULT):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number or {DEFAULT!r}, got {value!r}") from None
+
+
+def run_bench(lab: LabConfig, suite: str, smoke: bool, model: str, runs=DEFAULT, warmup=DEFAULT,
               progress=gr.Progress()):
     """One suite through engine.run_suite; the engine reports progress as (fraction, message)."""
     with user_errors("Benchmark"):
         report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
         result = engine.run_suite(
-            suite, smoke=bool(smoke), runs=None if runs is None else int(runs),
-            warmup=None if warmup is None else int(warmup),
+            suite, smoke=bool(smoke), runs=count(runs, "timed runs"), warmup=count(warmup, "warm-up runs"),
             checkpoint=lab.checkpoint if model == MODELS[0] else None, preset=None if model == MODELS[0] else "tiny",
             progress=report, out_dir=os.path.join(lab.profile_dir, "bench"))
     cols, rows = suite_rows(result)
@@ -54,8 +64,9 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             smoke = gr.Checkbox(True, label="Small settings", elem_id="bench-smoke")
             model = gr.Radio(list(MODELS), value=MODELS[0], label="Model (sweep always uses random weights)")
         with gr.Row():
-            runs = gr.Number(None, precision=0, minimum=1, label="Timed runs (blank: the suite's default)")
-            warmup = gr.Number(None, precision=0, minimum=0, label="Warm-up runs (blank: the suite's default)")
+            runs = gr.Dropdown([DEFAULT, 1, 2, 3, 5, 10, 20], value=DEFAULT, allow_custom_value=True,
+                               label="Timed runs")
+            warmup = gr.Dropdown([DEFAULT, 0, 1, 2, 5], value=DEFAULT, allow_custom_value=True, label="Warm-up runs")
         note = gr.Markdown(SUITE_NOTES.get("generation", ""))
         run = gr.Button("Run benchmark", variant="primary", elem_id="bench-run")
         table = gr.Markdown(elem_id="bench-table")
@@ -64,7 +75,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         html = gr.File(label="Interactive sweep page (open in a browser)", visible=False)
         with gr.Accordion("Result as JSON", open=False):
             raw = gr.JSON()
-        suite.change(lambda s: SUITE_NOTES.get(s, ""), suite, note, queue=False)
+        suite.change(lambda s: SUITE_NOTES.get(s, ""), suite, note, queue=False, api_visibility="private")
         run.click(functools.partial(run_bench, lab), [suite, smoke, model, runs, warmup],
                   [table, rows, chart, html, raw], api_name="benchmark", concurrency_id=MODEL_QUEUE,
                   concurrency_limit=1)

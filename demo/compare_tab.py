@@ -27,8 +27,7 @@ SEED_CASES: dict[str, tuple[tuple[int, int], ...]] = {
 
 
 def hf_available() -> bool:
-    """transformers is installed and the engine can export our weights to it."""
-    return importlib.util.find_spec("transformers") is not None and hasattr(engine, "export_hf")
+    return importlib.util.find_spec("transformers") is not None
 
 
 def default_configs() -> list[list]:
@@ -39,7 +38,8 @@ def default_configs() -> list[list]:
 
 @dataclass(frozen=True)
 class Config:
-    label: str
+    label: str  # short, for chart axes: "2. V3"
+    detail: str  # the options in words
     opts: engine.DecodeOptions
     hf: bool = False
 
@@ -68,8 +68,11 @@ def parse_configs(rows: list[list]) -> list[Config]:
             raise ValueError(f"configuration row {n}: {e}") from None
         if name == HF and not hf_available():
             raise ValueError(f"configuration row {n}: transformers generate() is not available here")
-        label = f"{n}. {'HF generate' if name == HF else name}: {options_summary(opts)}"
-        configs.append(Config(label, opts, name == HF))
+        if name == HF:
+            detail = f"transformers generate(), {'beam ' + str(opts.width) if opts.decoder == 'beam' else 'greedy'}"
+        else:
+            detail = options_summary(opts)
+        configs.append(Config(f"{n}. {name}", detail, opts, name == HF))
     if len(configs) < 2:
         raise ValueError("give at least two configurations to compare")
     return configs
@@ -114,46 +117,49 @@ def verdict(outputs: dict[str, list[tuple]]) -> str:
     ref = outputs[labels[0]]
     differ = [l for l in labels[1:] if outputs[l] != ref]
     if not differ:
-        return f"### ✅ Outputs identical\nAll {len(labels)} configurations return the same ranked answers."
+        return f"### ✓ Outputs identical\nAll {len(labels)} configurations return the same ranked answers."
     best_same = all([h[:1] for h in outputs[l]] == [h[:1] for h in ref] for l in labels[1:])
     detail = "The best answers agree; lower-ranked beams differ." if best_same else "The best answers differ."
-    return "### ❌ Outputs differ\n" + detail + "\n\nDiffering from the first: " + "; ".join(differ)
+    return "### ✗ Outputs differ\n" + detail + "\n\nDiffering from the first: " + "; ".join(differ)
+
+
+def _measure(lab: LabConfig, cfg: Config, fs: list[engine.Poly], runs: int, tmp: str | None):
+    """One warm-up, then `runs` timed decodes (the decoder's own device-synchronised total), then phases."""
+    prompts = [prompt_ids(f) for f in fs]
+    _run(lab, cfg, prompts)
+    times = []
+    for _ in range(runs):
+        result = _run(lab, cfg, prompts)
+        times.append(result.total_ms)
+    return times, result, _phases(lab, cfg, fs, result, tmp)
 
 
 def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled: bool = True,
             progress=gr.Progress()):
-    """Time each configuration `runs` times after one warm-up, split its time into phases (one profiled
-    run when `profiled` and the input is one polynomial), and compare the outputs."""
+    """Time each configuration, split its time into phases (one profiled run when `profiled` and the input
+    is one polynomial, else the decoder's own step timings), and compare the outputs."""
     with user_errors("Compare"):
         fs = [engine.parse_polynomial(text or "")] if source == POLYNOMIAL else case_problems(source)
         configs = parse_configs(rows)
         runs = max(1, int(runs))
-        prompts = [prompt_ids(f) for f in fs]
         table, stats, phases, outputs = [], [], {}, {}
         with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
             for i, cfg in enumerate(configs):
                 progress(i / len(configs), desc=f"{cfg.label}: warm-up and {runs} runs")
-                result = _run(lab, cfg, prompts)
-                times = []
-                for _ in range(runs):
-                    result = _run(lab, cfg, prompts)
-                    times.append(result.total_ms)
-                phases[cfg.label] = _phases(lab, cfg, fs, result, tmp if profiled else None)
+                times, result, phases[cfg.label] = _measure(lab, cfg, fs, runs, tmp if profiled else None)
                 outputs[cfg.label] = [tuple(h.ids for h in hyps) for hyps in result.hypotheses]
-                answers = [engine.best_answer(engine.rank_answers(f, h)) for f, h in zip(fs, result.hypotheses)]
-                ok = sum(a is not None and a.verified for a in answers)
-                stats.append({"label": cfg.label, "mean_ms": statistics.fmean(times), "min_ms": min(times),
-                              "max_ms": max(times)})
-                table.append([cfg.label, round(stats[-1]["mean_ms"], 2), round(min(times), 2), round(max(times), 2),
-                              f"{ok}/{len(fs)}", "; ".join(ascii_poly(a.q) if a and a.q else "—" for a in answers)])
-        base = stats[0]["mean_ms"]
-        for s, row in zip(stats, table):
-            s["speedup"] = base / s["mean_ms"] if s["mean_ms"] > 0 else float("nan")
-            row.insert(4, f"{s['speedup']:.2f}x")
+                best = [engine.best_answer(engine.rank_answers(f, h)) for f, h in zip(fs, result.hypotheses)]
+                mean = statistics.fmean(times)
+                stats.append({"label": cfg.label, "mean_ms": mean, "min_ms": min(times), "max_ms": max(times),
+                              "speedup": stats[0]["mean_ms"] / mean if stats else 1.0})
+                table.append([cfg.label, cfg.detail, round(mean, 2), round(min(times), 2), round(max(times), 2),
+                              f"{stats[-1]['speedup']:.2f}x", f"{sum(a is not None and a.verified for a in best)}/"
+                              f"{len(fs)}", "; ".join(ascii_poly(a.q) if a and a.q else "—" for a in best)])
         what = "1 polynomial" if len(fs) == 1 else f"case {source} ({len(fs)} polynomials in one batch)"
         head = f"{verdict(outputs)}\n\n{len(configs)} configurations on {what}, {runs} timed runs each."
-        return head, figures.latency_bars(stats), figures.phase_stack(phases), table, {
-            "configurations": [dict(label=c.label, hf=c.hf, **asdict(c.opts)) for c in configs], "stats": stats}
+        raw = {"configurations": [dict(label=c.label, detail=c.detail, hf=c.hf, **asdict(c.opts)) for c in configs],
+               "stats": stats}
+        return head, figures.latency_bars(stats), figures.phase_stack(phases), table, raw
 
 
 def build(lab: LabConfig | None = None) -> gr.Blocks:
@@ -176,7 +182,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         with gr.Row():
             latency = gr.Plot(figures.latency_bars(()), label="Latency", elem_id="compare-latency")
             phase = gr.Plot(figures.phase_stack({}), label="Phases", elem_id="compare-phases")
-        table = gr.Dataframe(headers=["configuration", "mean ms", "min ms", "max ms", "speedup", "verified",
+        table = gr.Dataframe(headers=["configuration", "options", "mean ms", "min ms", "max ms", "speedup", "verified",
                                       "best answers"], interactive=False, label="Results", elem_id="compare-table")
         with gr.Accordion("Result as JSON", open=False):
             raw = gr.JSON()

@@ -95,7 +95,7 @@ def option_controls(prefix: str, preset: str = "fastest", decoder: str = "beam",
         top_k = gr.Slider(0, len(engine.VOCAB), value=0, step=1, label="Top-k (0 = off)")
         top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1 = off)")
         seed = gr.Number(0, precision=0, label="Seed")
-    p.change(_on_preset, p, [note, cache, beam_cache, attention], queue=False)
-    dec.change(_on_decoder, dec, [w, beam_cache, length_penalty, sampling], queue=False)
+    p.change(_on_preset, p, [note, cache, beam_cache, attention], queue=False, api_visibility="private")
+    dec.change(_on_decoder, dec, [w, beam_cache, length_penalty, sampling], queue=False, api_visibility="private")
     return OptionControls(p, note, dec, w, cache, beam_cache, attention, max_new, temperature, top_k, top_p, seed,
                           length_penalty)

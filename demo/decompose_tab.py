@@ -10,7 +10,7 @@ import engine
 
 from . import figures
 from .controls import make_options, option_controls
-from .formatting import BEAM_HEADERS, LATEX, answer_ids, answers_markdown, ascii_poly, beam_rows, step_status
+from .formatting import BEAM_HEADERS, LATEX, answers_markdown, ascii_poly, beam_rows, options_summary, step_status
 from .lab import MODEL_QUEUE, LabConfig, example_problems, prompt_ids, user_errors
 
 INTRO = """Type an integer polynomial f(a) (e.g. `4a^4 + 12a^3 + 9a^2 - 1`, `3(a^2+2a)^2 - 5`, or the seed's prefix
@@ -52,14 +52,18 @@ def replay(upto: float, state: dict | None):
     return tree_figure(state, k), beam_rows(step), step_status(step, len(state["steps"]))
 
 
-def decompose(lab: LabConfig, text: str, *option_values) -> Iterator[tuple]:
+def decompose(lab: LabConfig, text: str, preset: str = "fastest", decoder: str = "beam", width: float = 10,
+              cache: str = "static", beam_cache: str = "shared-prefix", attention: str = "sdpa", max_new: float = 40,
+              temperature: float = 1.0, top_k: float = 0, top_p: float = 1.0, seed: float = 0,
+              length_penalty: float = 0.0) -> Iterator[tuple]:
     """Stream one search: the live beams at every step, then answers, tree, latency and the result JSON.
 
     Yields tuples for (warning, status, live, answers, classical, tree, replay, latency, result, state)."""
     skip = gr.skip()
     with user_errors("Decompose"):
         f = engine.parse_polynomial(text or "")
-        opts = make_options(*option_values)
+        opts = make_options(preset, decoder, width, cache, beam_cache, attention, max_new, temperature, top_k, top_p,
+                            seed, length_penalty)
         model = lab.model()
         warning = engine.out_of_domain(f)
         warning_md = f"⚠️ **Outside the training distribution:** {warning}" if warning else ""
@@ -79,9 +83,8 @@ def decompose(lab: LabConfig, text: str, *option_values) -> Iterator[tuple]:
         answers = engine.rank_answers(f, decoded.hypotheses[0])
         state = search_state(tuple(steps), answers, decoded.prefill_ms)
         last = len(steps) - 1
-        status = (f"Done: {len(steps)} steps in {decoded.total_ms:.1f} ms "
-                  f"(prefill {decoded.prefill_ms:.1f} ms) with {opts.decoder}"
-                  f"{f' width {opts.width}' if opts.decoder == 'beam' else ''}.")
+        status = (f"Done: f = `{ascii_poly(f)}` in {len(steps)} steps, {decoded.total_ms:.1f} ms "
+                  f"(prefill {decoded.prefill_ms:.1f} ms), {options_summary(opts)}.")
         yield (skip, status, beam_rows(steps[-1]) if steps else [], answers_markdown(f, answers), skip,
                tree_figure(state), gr.update(minimum=0, maximum=max(last, 1), value=max(last, 0), interactive=True),
                figures.step_latency(steps, decoded.prefill_ms),

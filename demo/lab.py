@@ -38,7 +38,7 @@ _LOAD_LOCK = threading.RLock()  # two first requests must not load the weights t
 
 @functools.cache
 def _load(path: str) -> tuple[engine.GPT, dict]:
-    model, meta = engine.load_checkpoint(path)
+    model, meta = engine.load_model(path)
     log.info("loaded %s (%s parameters)", path, f"{model.num_params():,}")
     return model, meta
 

@@ -77,11 +77,15 @@ def select_run(profile_dir: str, name: str | None):
     return (*show_summary(run["summary"] if run else None), gr.update(value=trace, interactive=trace is not None))
 
 
-def record(lab: LabConfig, text: str, name: str, *option_values):
+def record(lab: LabConfig, text: str, name: str = "", preset: str = "fastest", decoder: str = "beam", width: float = 10,
+           cache: str = "static", beam_cache: str = "shared-prefix", attention: str = "sdpa", max_new: float = 40,
+           temperature: float = 1.0, top_k: float = 0, top_p: float = 1.0, seed: float = 0,
+           length_penalty: float = 0.0):
     """Decode once under the profiler into the profiles folder; show the result and refresh the list."""
     with user_errors("Profile"):
         f = engine.parse_polynomial(text or "")
-        opts = make_options(*option_values)
+        opts = make_options(preset, decoder, width, cache, beam_cache, attention, max_new, temperature, top_k, top_p,
+                            seed, length_penalty)
         summary = engine.profile_run(lab.model(), f, opts, out_dir=lab.profile_dir, name=(name or "").strip() or None)
         rows, picker = runs_view(lab.profile_dir, summary["name"])
         run = find_run(lab.profile_dir, summary["name"])

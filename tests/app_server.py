@@ -89,7 +89,8 @@ def running_app(checkpoint: str, profile_dir: str) -> Iterator[str]:
     """`python app.py` on a free port; yields its base URL; stops it and its children afterwards."""
     port = free_port()
     log_path = os.path.join(profile_dir, os.pardir, f"app-{port}.log")
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    # One torch thread, for the reason in one_thread(); the tests check behaviour, not speed.
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--checkpoint", checkpoint,
                                  "--profile-dir", profile_dir], cwd=ROOT, env=env, stdout=log,
@@ -128,6 +129,19 @@ def screenshot(page, name: str) -> str:
     return path
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread for a while. Tiny decodes gain nothing from more, and on a shared,
+    oversubscribed CPU the spinning worker threads make each step many times slower."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def solvable_problems(checkpoint: str, n: int, width: int = 10, pair: tuple[int, int] = (2, 2),
                       seed: int = 77) -> list[tuple]:
     """n (f, best answer) pairs of the given degree pair that this checkpoint verifies with beam search at
@@ -136,11 +150,11 @@ def solvable_problems(checkpoint: str, n: int, width: int = 10, pair: tuple[int,
     model, _ = engine.load_checkpoint(checkpoint)
     opts = engine.preset("fastest", decoder="beam", width=width)
     found = []
-    for prob in engine.generate(*pair, 4 * n, seed, canonical=True):
-        answers = engine.solve(model, [prob.f], opts)[0]
-        best = engine.best_answer(answers)
-        if best is not None and best.verified:
-            found.append((prob.f, best))
-        if len(found) == n:
-            return found
+    with one_thread():
+        for prob in engine.generate(*pair, 4 * n, seed, canonical=True):
+            best = engine.best_answer(engine.solve(model, [prob.f], opts)[0])
+            if best is not None and best.verified:
+                found.append((prob.f, best))
+            if len(found) == n:
+                return found
     pytest.fail(f"the checkpoint verifies only {len(found)} of {4 * n} ({pair[0]},{pair[1]}) problems")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import engine
+from app_server import one_thread
 from demo import bench_tab, compare_tab, decompose_tab, figures, formatting, profile_tab
 from demo.controls import CUSTOM, make_options
 from demo.lab import LabConfig, example_problems
@@ -21,6 +22,12 @@ def panel(**changes) -> list:
     """Values in make_options' argument order, as the options panel sends them."""
     values = {**PANEL, **changes}
     return [values[k] for k in ("preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +191,7 @@ def test_compare_reports_identical_outputs_for_equivalent_configs(lab):
     verdict, latency, phases, table, raw = compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7", rows, 2,
                                                                profiled=False)
     assert "Outputs differ" in verdict  # greedy returns one answer, beam three
-    assert [r[4] for r in table][0] == "1.00x" and len(raw["stats"]) == 3
+    assert table[0][5] == "1.00x" and len(raw["stats"]) == 3
     assert [t.name for t in phases.data][:2] == ["prefill", "decode_step"]  # the decoder's own split
     verdict, latency, phases, *_ = compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7", rows[:2], 1)
     assert "Outputs identical" in verdict
@@ -215,7 +222,12 @@ def test_profile_records_a_run_and_lists_it(lab):
 
 
 def test_benchmark_smoke_suite_returns_table_rows_and_chart(lab):
-    table, rows, chart, html, result = bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], 1, 0)
+    table, rows, chart, html, result = bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], "1", 0)
     assert "generation benchmark" in table
     assert len(rows["value"]) == len(result["rows"]) > 0
     assert isinstance(chart, go.Figure) and chart.data
+
+
+def test_benchmark_rejects_a_bad_run_count(lab):
+    with pytest.raises(gr.Error):
+        bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], "many", bench_tab.DEFAULT)

@@ -1,0 +1,127 @@
+"""The app in a real browser: `python app.py` in a subprocess with the shipped (trained) weights, driven
+through Debian's Chromium with Playwright. The tests share one server and one page and run in order:
+decompose -> bad input -> compare -> profile -> TensorBoard -> benchmark. Each tab is screenshotted into
+test-artifacts/screenshots/ (and docs/screenshots/ for the README)."""
+import json
+import time
+import urllib.request
+from types import SimpleNamespace
+
+import pytest
+
+from app_server import chromium, frozen_weights, running_app, screenshot, solvable_problems
+
+import engine
+from demo.formatting import ascii_poly
+
+TIMEOUT_MS = 120_000  # the CPU is shared with training and other tests; be patient, never flaky
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    checkpoint = frozen_weights(str(root))
+    (root / "profiles").mkdir()
+    problems = solvable_problems(checkpoint, 2)  # (2,2) problems this model verifies at width 10
+    with running_app(checkpoint, str(root / "profiles")) as url:
+        yield SimpleNamespace(url=url, checkpoint=checkpoint, profile_dir=str(root / "profiles"), problems=problems)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with chromium() as ctx:
+        page = ctx.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server.url, wait_until="domcontentloaded")
+        page.wait_for_selector("#decompose-run")
+        page.get_by_text("parameters").first.wait_for()  # the model line is filled in by the page's load event
+        yield page
+
+
+def wait_text(page, selector: str, text: str) -> str:
+    """Wait until the element's rendered text contains `text`; return that text."""
+    page.wait_for_function("([sel, text]) => document.querySelector(sel)?.innerText.includes(text)",
+                           arg=[selector, text])
+    return page.inner_text(selector)
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def decompose(page, text: str) -> None:
+    page.fill("#decompose-input textarea", text)
+    page.click("#decompose-run")
+
+
+def test_beam_search_shows_a_verified_answer_and_the_beam_tree(page, server):
+    f, expected = server.problems[0]
+    decompose(page, ascii_poly(f))
+    wait_text(page, "#decompose-status", ascii_poly(f))
+    assert "✓" in wait_text(page, "#decompose-answers", "Verified")
+    tree = page.locator("#beam-tree")
+    tree.locator(".scatterlayer .point").first.wait_for()  # plotly drew the token nodes
+    assert tree.locator(".scatterlayer .point").count() > 10  # width 10: many beams
+    assert "Beam tree" in tree.inner_text()
+    screenshot(page, "decompose")
+
+
+def test_garbage_shows_an_error_and_the_page_keeps_working(page, server):
+    decompose(page, "a^2 +* 3")
+    toast = page.locator(".toast-body").filter(has_text="column 6")
+    toast.first.wait_for()
+    screenshot(page, "error")
+    f, _ = server.problems[1]
+    decompose(page, ascii_poly(f))  # a valid run on the same page afterwards
+    wait_text(page, "#decompose-status", ascii_poly(f))
+    wait_text(page, "#decompose-answers", "Verified")
+
+
+def test_compare_shows_a_verdict(page):
+    open_tab(page, "Compare")
+    runs = page.locator("#compare-runs input[type=number]")
+    runs.fill("1")
+    runs.press("Enter")
+    page.click("#compare-run")
+    verdict = wait_text(page, "#compare-verdict", "Outputs ")
+    assert "Outputs identical" in verdict or "Outputs differ" in verdict
+    page.locator("#compare-latency .trace.bars").first.wait_for()
+    assert "1.00x" in wait_text(page, "#compare-table", "fastest")
+    screenshot(page, "compare")
+
+
+def test_profile_is_recorded_and_listed(page, server):
+    open_tab(page, "Profile")
+    page.fill("#profile-name textarea, #profile-name input", "browser-run")
+    page.click("#profile-run")
+    wait_text(page, "#profile-runs", "browser-run")
+    page.locator("#profile-phases .trace.bars").first.wait_for()
+    runs = engine.list_runs(server.profile_dir)
+    assert runs and runs[0]["name"].endswith("browser-run") and runs[0]["trace"]
+
+
+def test_tensorboard_starts_from_the_page_and_lists_the_run(page, server):
+    page.click("#tb-start")
+    link = page.locator("#tb-link a").first
+    link.wait_for()
+    base = link.get_attribute("href").split("#")[0]
+    assert base.startswith("http://127.0.0.1:")
+    name = engine.list_runs(server.profile_dir)[0]["name"]
+    deadline, runs = time.monotonic() + 90, []
+    while time.monotonic() < deadline:  # the plugin scans the log dir every 10 s
+        with urllib.request.urlopen(base + "data/plugin/pytorch_profiler/runs", timeout=10) as r:
+            runs = json.load(r)["runs"]
+        if name in runs:
+            break
+        time.sleep(2)
+    assert name in runs
+    screenshot(page, "profile")
+
+
+def test_benchmark_suite_runs_with_a_table_and_chart(page):
+    open_tab(page, "Benchmark")
+    page.get_by_label("tiny random weights").check()
+    page.click("#bench-run")
+    wait_text(page, "#bench-table", "generation benchmark")
+    page.locator("#bench-chart .trace.bars").first.wait_for()
+    screenshot(page, "benchmark")

@@ -1,0 +1,60 @@
+"""Load: 8 gradio_client users run beam searches on different polynomials against one running app while a
+ninth records a profile. Every user must get a verified answer for its own polynomial, nothing may fail,
+and the recording must be a complete, readable trace."""
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from gradio_client import Client
+
+from app_server import frozen_weights, running_app, solvable_problems
+
+import engine
+from demo.formatting import ascii_poly
+
+USERS = 8
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("load")
+    checkpoint = frozen_weights(str(root))
+    (root / "profiles").mkdir()
+    problems = solvable_problems(checkpoint, USERS)
+    with running_app(checkpoint, str(root / "profiles")) as url:
+        yield url, str(root / "profiles"), problems
+
+
+def beam_search(url: str, f) -> dict:
+    client = Client(url, verbose=False)
+    return client.predict(ascii_poly(f), width=10, api_name="/decompose")[-1]  # the result JSON
+
+
+def record_profile(url: str) -> str:
+    client = Client(url, verbose=False)
+    out = client.predict("a^4 + 2a^3 + 3a^2 + 2a + 5", name="under-load", api_name="/profile")
+    return out[0]
+
+
+def test_concurrent_beam_searches_and_a_profile(server):
+    url, profile_dir, problems = server
+    with ThreadPoolExecutor(USERS + 1) as pool:
+        searches = [pool.submit(beam_search, url, f) for f, _ in problems]
+        recording = pool.submit(record_profile, url)
+        results = [s.result(timeout=600) for s in searches]
+        summary_md = recording.result(timeout=600)
+    for (f, _), result in zip(problems, results):
+        assert result["f"] == ascii_poly(f), "a user received someone else's result"
+        best = next(a for a in result["answers"] if a["verified"])
+        q = engine.parse_polynomial(best["q"])
+        assert engine.verify(f, q).ok  # checked here again, independently of the app
+    assert "under-load" in summary_md
+    runs = engine.list_runs(profile_dir)
+    assert len(runs) == 1 and runs[0]["name"].endswith("under-load")
+    with open(runs[0]["trace"], encoding="utf-8") as fh:
+        trace = json.load(fh)  # a complete JSON document: nothing interleaved or cut
+    names = [e.get("name") for e in trace["traceEvents"]]
+    assert {"prefill", "decode_step", "beam_select"} <= set(names)
+    assert names.count("prefill") == 1  # one decode recorded: no other user's work leaked into the trace
+    assert os.path.exists(os.path.join(runs[0]["path"], "summary.json"))
