@@ -7,9 +7,10 @@ identical-output flags.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
-from .bench_util import (Progress, Subject, answer_rule, machine, matmul_gflops, max_new_for, problems, prompt_ids,
-                         repeat, report, run_ours, stats, timed, top_ids)
+from .bench_util import (Progress, Subject, answer_rule, interleaved, machine, matmul_gflops, max_new_for, problems,
+                         prompt_ids, report, run_ours, stats, timed, top_ids)
 from .decode import best_answer, preset, rank_answers
 
 GEN_PRESETS = ("V1", "V2", "V3", "fastest")
@@ -43,17 +44,18 @@ def _case_problems(pairs: tuple[tuple[int, int], ...]) -> list:
 
 
 def generation(subject: Subject, runs: int, warmup: int, progress: Progress | None = None) -> dict:
-    """The seed's generation table: five cases x V1/V2/V3/fastest, avg/min/max ms over `runs`."""
+    """The seed's generation table: five cases x V1/V2/V3/fastest, avg/min/max ms over `runs` (the presets
+    take turns run by run)."""
     rows, outputs, avg = [], {}, {}
-    total = len(GEN_CASES) * len(GEN_PRESETS)
     for ci, (case, pairs) in enumerate(GEN_CASES.items()):
         batch = _case_problems(pairs)
         prompts = [prompt_ids(p) for p in batch]
         lengths = sorted(len(p) for p in prompts)
-        for pi, name in enumerate(GEN_PRESETS):
-            report(progress, (ci * len(GEN_PRESETS) + pi) / total, f"generation {case} {name}")
-            opts = preset(name, decoder="greedy", width=1, max_new=max_new_for(subject, batch))
-            times, result = repeat(lambda: run_ours(subject.model, prompts, opts), subject.device, runs, warmup)
+        report(progress, ci / len(GEN_CASES), f"generation {case}")
+        max_new = max_new_for(subject, batch)
+        fns = {name: partial(run_ours, subject.model, prompts, preset(name, decoder="greedy", width=1, max_new=max_new))
+               for name in GEN_PRESETS}
+        for name, (times, result) in interleaved(fns, subject.device, runs, warmup).items():
             outputs[case, name] = top_ids(result)
             avg[case, name] = sum(times) / len(times)
             rows.append({"case": case, "batch": len(batch), "prompt_tokens": f"{lengths[0]}-{lengths[-1]}",
@@ -200,15 +202,15 @@ def hf(subject: Subject, runs: int, warmup: int, n: int = 12, progress: Progress
     from .hf import hf_decode
     hf_model = export_hf(subject.model).to(subject.device).eval()
     batch = problems(SHORT, n)
+    contenders = {"ours": partial(run_ours, subject.model), "hf": partial(hf_decode, hf_model)}
     rows, speed, same = [], {}, {}
     for mi, (decoder, width, bsz) in enumerate(HF_MODES):
         mode = f"{decoder} {width}" if decoder == "beam" else "greedy"
         report(progress, mi / len(HF_MODES), f"hf: {mode} batch {bsz}")
         opts = preset("fastest", decoder=decoder, width=width, length_penalty=0.0)
-        ours_fn = lambda prompts, o: run_ours(subject.model, prompts, o)  # noqa: E731
-        hf_fn = lambda prompts, o: hf_decode(hf_model, prompts, o)  # noqa: E731
-        t_ours, r_ours = repeat(lambda: _pass(subject, batch, bsz, ours_fn, opts), subject.device, runs, warmup)
-        t_hf, r_hf = repeat(lambda: _pass(subject, batch, bsz, hf_fn, opts), subject.device, runs, warmup)
+        timed_runs = interleaved({k: partial(_pass, subject, batch, bsz, fn, opts) for k, fn in contenders.items()},
+                                 subject.device, runs, warmup)
+        (t_ours, r_ours), (t_hf, r_hf) = timed_runs["ours"], timed_runs["hf"]
         ours_ms = sum(t_ours) / len(t_ours) / n
         hf_ms = sum(t_hf) / len(t_hf) / n
         top_same = [a for r in r_ours for a in top_ids(r)] == [a for r in r_hf for a in top_ids(r)]

@@ -120,15 +120,21 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object
     return (time.perf_counter() - t0) * 1e3, out
 
 
-def repeat(fn: Callable[[], object], device: torch.device, runs: int, warmup: int) -> tuple[list[float], object]:
-    """Run warmup times unmeasured, then `runs` measured times; returns (ms per run, last result)."""
+def interleaved(fns: dict[str, Callable[[], object]], device: torch.device, runs: int,
+                warmup: int) -> dict[str, tuple[list[float], object]]:
+    """{name: (ms per run, last result)}: `warmup` unmeasured rounds, then `runs` measured ones. The
+    contenders take turns run by run, so a slow spell of the machine hits all of them alike instead of
+    whichever happened to be measured then."""
     for _ in range(warmup):
-        fn()
-    times, out = [], None
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    last: dict[str, object] = {}
     for _ in range(runs):
-        ms, out = timed(fn, device)
-        times.append(ms)
-    return times, out
+        for name, fn in fns.items():
+            ms, last[name] = timed(fn, device)
+            times[name].append(ms)
+    return {name: (times[name], last[name]) for name in fns}
 
 
 def stats(times: Sequence[float]) -> dict:
