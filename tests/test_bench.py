@@ -117,3 +117,19 @@ def test_format_table_shows_machine_settings_rows_and_summary():
     assert "Test CPU, 2 threads" in text and "problems=30" in text and "no cache: recompute" in text
     assert "| width | decoder | seconds |" in text and "fastest" in text and "1.23" in text
     assert "accuracy_identical: NO" in text and "speedup_vs_nocache_w10: 5.50" in text
+
+
+def test_sweep_figure_puts_each_speedup_in_its_cell():
+    """Guards against a transposed heatmap: rows are prompt lengths, columns are widths."""
+    from engine.bench_sweep import STRATEGIES, figure, label
+    grid = {"sizes": ("tiny",), "lengths": (16, 64), "widths": (1, 8, 32)}
+    rows = [{"model": "tiny", "prompt_tokens": L, "width": w,
+             **{f"x_{label(s)}": L * 100 + w + k / 10 for k, s in enumerate(STRATEGIES)}}
+            for L in grid["lengths"] for w in grid["widths"]]
+    fig = figure(rows, grid)
+    assert len(fig["data"]) == len(STRATEGIES)
+    second = fig["data"][1]
+    assert second["y"] == ["16", "64"] and second["x"] == ["1", "8", "32"]
+    assert second["z"][1][2] == pytest.approx(64 * 100 + 32 + 0.1)
+    assert second["xaxis"] == "x2" and fig["layout"]["grid"] == {"rows": 1, "columns": len(STRATEGIES),
+                                                                  "pattern": "independent"}
