@@ -71,8 +71,9 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         run = gr.Button("Run benchmark", variant="primary", elem_id="bench-run")
         table = gr.Markdown(elem_id="bench-table")
         chart = gr.Plot(figures.bench_figure({}), label="Chart", elem_id="bench-chart")
-        rows = gr.Dataframe(interactive=False, label="Rows", elem_id="bench-rows")
         html = gr.File(label="Interactive sweep page (open in a browser)", visible=False)
+        with gr.Accordion("Rows as a sortable table", open=False):
+            rows = gr.Dataframe(interactive=False, elem_id="bench-rows")
         with gr.Accordion("Result as JSON", open=False):
             raw = gr.JSON()
         suite.change(lambda s: SUITE_NOTES.get(s, ""), suite, note, queue=False, api_visibility="private")

@@ -176,7 +176,8 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                 runs = gr.Slider(1, 20, value=3, step=1, label="Timed runs per configuration", elem_id="compare-runs")
                 profiled = gr.Checkbox(True, label="Profile the phases (one extra recorded run each; one polynomial)")
         rows = gr.Dataframe(default_configs(), headers=COLUMNS, type="array", interactive=True,
-                            label="Configurations (preset: V1, V2, V3, fastest, custom or hf)", elem_id="compare-configs")
+                            label="Configurations (preset: V1, V2, V3, fastest, custom or hf)",
+                            elem_id="compare-configs")
         run = gr.Button("Compare", variant="primary", elem_id="compare-run")
         verdict_md = gr.Markdown(elem_id="compare-verdict")
         with gr.Row():
@@ -186,7 +187,8 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                                       "best answers"], interactive=False, label="Results", elem_id="compare-table")
         with gr.Accordion("Result as JSON", open=False):
             raw = gr.JSON()
-        run.click(functools.partial(compare, lab), [source, text, rows, runs, profiled], [verdict_md, latency, phase, table, raw],
+        run.click(functools.partial(compare, lab), [source, text, rows, runs, profiled],
+                  [verdict_md, latency, phase, table, raw],
                   api_name="compare", concurrency_id=MODEL_QUEUE, concurrency_limit=1)
     return tab
 

@@ -77,44 +77,32 @@ def _node_kind(beam: engine.Beam, kept: bool, verified: set, failed: set) -> str
     return "live" if kept else "pruned"
 
 
-def beam_tree(steps: Sequence[engine.Step], upto: int | None = None, best: Sequence[int] | None = None,
-              verified: Sequence[Sequence[int]] = (), failed: Sequence[Sequence[int]] = (),
-              problem: int = 0) -> go.Figure:
-    """Tokens as nodes, edges to parents, branches that die faded, scores on hover.
-
-    upto: last step shown (replay); best: answer ids (no END) whose path is highlighted;
-    verified / failed: answer ids that passed or failed verification, to color finished beams."""
-    fig = go.Figure()
-    if not steps:
-        return _empty(fig, "The beam tree appears when a search runs.")
-    upto = len(steps) - 1 if upto is None else max(0, min(int(upto), len(steps) - 1))
-    children = _tree(steps, upto, problem)
-    y, kept = _layout(children, steps, upto)
-    path = _best_path(children, steps, tuple(best) if best is not None else None)
-    ok, bad = {tuple(v) for v in verified}, {tuple(v) for v in failed}
+def _add_edges(fig: go.Figure, children, y, kept, path) -> None:
     edges: dict[str, tuple[list, list]] = {"kept": ([], []), "pruned": ([], []), "best": ([], [])}
     for p, kids in children.items():
         for c in kids:
-            kind = "best" if c in path and p in path else "kept" if kept[c] else "pruned"
-            xs, ys = edges[kind]
+            xs, ys = edges["best" if c in path and p in path else "kept" if kept[c] else "pruned"]
             xs += [p[0], c[0], None]
             ys += [y[p], y[c], None]
     styles = {"kept": dict(color="#7a8699", width=1.2), "pruned": dict(color=COLORS["pruned"], width=1),
               "best": dict(color=COLORS["best"], width=3)}
     for kind, (xs, ys) in edges.items():
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=styles[kind], hoverinfo="skip", showlegend=False))
+
+
+def _add_nodes(fig: go.Figure, steps, children, y, kept, path, ok: set, bad: set) -> None:
+    """One trace per kind of node (live, pruned, finished, verified, failed); the best path is outlined."""
     groups: dict[str, tuple[list, list, list, list, list]] = {}
     for n in children:
         if n == ROOT:
             continue
         s, k = n
         b = steps[s].beams[k]
-        kind = _node_kind(b, kept[n], ok, bad)
-        xs, ys, labels, hovers, outline = groups.setdefault(kind, ([], [], [], [], []))
-        outline.append(3 if n in path else 0)
+        xs, ys, labels, hovers, outline = groups.setdefault(_node_kind(b, kept[n], ok, bad), ([], [], [], [], []))
         xs.append(s)
         ys.append(y[n])
         labels.append(engine.decode_text(b.ids[-1:]))
+        outline.append(3 if n in path else 0)
         parent = "prompt" if b.parent < 0 else b.parent
         hovers.append(f"step {s} · beam {k} · parent {parent}<br>tokens: {engine.decode_text(b.ids)}"
                       f"<br>Q so far: {q_so_far(b.ids)}<br>score {b.score:.4f}{' · finished' if b.finished else ''}")
@@ -130,6 +118,24 @@ def beam_tree(steps: Sequence[engine.Step], upto: int | None = None, best: Seque
             opacity=0.4 if kind == "pruned" else 1.0, textfont=dict(color="white", size=10),
             marker=dict(size=18, color=COLORS[kind], symbol="square" if kind in ("verified", "failed") else "circle",
                         line=dict(width=outline, color=COLORS["best"]))))
+
+
+def beam_tree(steps: Sequence[engine.Step], upto: int | None = None, best: Sequence[int] | None = None,
+              verified: Sequence[Sequence[int]] = (), failed: Sequence[Sequence[int]] = (),
+              problem: int = 0) -> go.Figure:
+    """Tokens as nodes, edges to parents, branches that die faded, scores on hover.
+
+    upto: last step shown (replay); best: answer ids (no END) whose path is highlighted;
+    verified / failed: answer ids that passed or failed verification, to color finished beams."""
+    fig = go.Figure()
+    if not steps:
+        return _empty(fig, "The beam tree appears when a search runs.")
+    upto = len(steps) - 1 if upto is None else max(0, min(int(upto), len(steps) - 1))
+    children = _tree(steps, upto, problem)
+    y, kept = _layout(children, steps, upto)
+    path = _best_path(children, steps, tuple(best) if best is not None else None)
+    _add_edges(fig, children, y, kept, path)
+    _add_nodes(fig, steps, children, y, kept, path, {tuple(v) for v in verified}, {tuple(v) for v in failed})
     leaves = sum(1 for kids in children.values() if not kids)
     fig.update_layout(title=f"Beam tree, steps 0–{upto}", height=min(900, max(320, 24 * leaves + 120)),
                       margin=dict(l=20, r=20, t=50, b=40), plot_bgcolor="white",

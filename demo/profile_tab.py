@@ -16,9 +16,9 @@ from .tensorboard import PLUGIN_PATH, TensorBoard
 
 RUN_HEADERS = ["run", "recorded (UTC)", "polynomial", "decoder", "total ms", "trace"]
 PHASE_HEADERS = ["phase", "ms", "share", "calls"]
-TRACE_NOTE = """**Opening a trace elsewhere:** download it below and drop it on [ui.perfetto.dev](https://ui.perfetto.dev)
-(Perfetto) or load it in `chrome://tracing`. The ranges `prefill`, `decode_step`, `cache_clone` / `cache_reorder`,
-`beam_select` and `verify` mark the phases."""
+TRACE_NOTE = """**Opening a trace elsewhere:** download it below and drop it on
+[ui.perfetto.dev](https://ui.perfetto.dev) (Perfetto) or load it in `chrome://tracing`. The ranges `prefill`,
+`decode_step`, `cache_clone` / `cache_reorder`, `beam_select` and `verify` mark the phases."""
 
 
 def run_rows(profile_dir: str) -> list[list]:
@@ -46,7 +46,8 @@ def summary_markdown(s: dict) -> str:
     answer = s.get("answer") or {}
     verdict = "✓ verified" if answer.get("verified") else f"✗ {answer.get('reason') or 'not verified'}"
     machine = s.get("machine", {})
-    return (f"**{s.get('name', '')}** · f = {s.get('polynomial', '')} · {s.get('prompt_tokens', '?')} prompt tokens\n\n"
+    return (f"**{s.get('name', '')}** · f = {s.get('polynomial', '')} · "
+            f"{s.get('prompt_tokens', '?')} prompt tokens\n\n"
             f"Recorded {s.get('total_ms', 0):.1f} ms (decoder's own timing {s.get('decoder_total_ms', 0):.1f} ms, "
             f"prefill {s.get('prefill_ms', 0):.1f} ms, peak cache {s.get('cache_bytes', 0) / 1024:.0f} KiB) on "
             f"{machine.get('cpu', '?')}, torch {machine.get('torch', '?')}\n\n"

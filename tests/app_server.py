@@ -151,10 +151,10 @@ def solvable_problems(checkpoint: str, n: int, width: int = 10, pair: tuple[int,
     opts = engine.preset("fastest", decoder="beam", width=width)
     found = []
     with one_thread():
-        for prob in engine.generate(*pair, 4 * n, seed, canonical=True):
+        for prob in engine.generate(*pair, 6 * n, seed, canonical=True):
             best = engine.best_answer(engine.solve(model, [prob.f], opts)[0])
             if best is not None and best.verified:
                 found.append((prob.f, best))
             if len(found) == n:
                 return found
-    pytest.fail(f"the checkpoint verifies only {len(found)} of {4 * n} ({pair[0]},{pair[1]}) problems")
+    pytest.fail(f"the checkpoint verifies only {len(found)} of {6 * n} ({pair[0]},{pair[1]}) problems")
