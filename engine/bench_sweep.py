@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import json
+import math
 import os
 
 from .bench_util import Progress, Subject, random_model, report, run_ours, timed, top_ids
@@ -93,25 +94,29 @@ def sweep(subject: Subject, runs: int, warmup: int, smoke: bool = False, out_dir
 
 
 def figure(rows: list[dict], grid: dict) -> dict:
-    """A plotly figure dict: one heatmap per (model size, strategy), speedup over no cache."""
+    """A plotly figure dict: one heatmap per (model size, strategy) of the speedup over no cache, coloured
+    on a log scale centred on 1x (blue: the cache pays, red: it costs)."""
     sizes, n = grid["sizes"], len(STRATEGIES)
+    ticks = [0.25, 0.5, 1, 2, 4, 8, 16, 32, 64]
     data = []
     for r, size in enumerate(sizes):
         for c, strategy in enumerate(STRATEGIES):
             k = r * n + c + 1
-            z = [[next(row[f"x_{label(strategy)}"] for row in rows if row["model"] == size
-                       and row["prompt_tokens"] == L and row["width"] == w) for w in grid["widths"]]
-                 for L in grid["lengths"]]
-            data.append({"type": "heatmap", "z": z, "x": [str(w) for w in grid["widths"]],
+            speedup = [[next(row[f"x_{label(strategy)}"] for row in rows if row["model"] == size
+                             and row["prompt_tokens"] == L and row["width"] == w) for w in grid["widths"]]
+                       for L in grid["lengths"]]  # (lengths, widths)
+            data.append({"type": "heatmap", "z": [[math.log2(max(v, 1e-3)) for v in line] for line in speedup],
+                         "text": speedup, "x": [str(w) for w in grid["widths"]],
                          "y": [str(L) for L in grid["lengths"]], "xaxis": f"x{k}", "yaxis": f"y{k}",
-                         "coloraxis": "coloraxis", "texttemplate": "%{z:.2f}x",
+                         "coloraxis": "coloraxis", "texttemplate": "%{text:.2f}x",
                          "hovertemplate": f"{size}, {label(strategy)}<br>width %{{x}}, prompt %{{y}}<br>"
-                                          "%{z:.2f}x vs no cache<extra></extra>"})
-    layout = {"title": {"text": "Speedup over no cache (>1: the cache pays)"},
-              "grid": {"rows": len(sizes), "columns": n, "pattern": "independent"},
-              "coloraxis": {"colorscale": "RdBu", "reversescale": True, "cmid": 1.0,
-                            "colorbar": {"title": {"text": "speedup"}}},
-              "height": 260 * len(sizes) + 120, "annotations": []}
+                                          "%{text:.2f}x vs no cache<extra></extra>"})
+    layout = {"title": {"text": "Speedup over no cache (>1x: the cache pays)"},
+              "grid": {"rows": len(sizes), "columns": n, "pattern": "independent", "ygap": 0.35},
+              "coloraxis": {"colorscale": "RdBu", "reversescale": True, "cmid": 0.0,
+                            "colorbar": {"title": {"text": "speedup"}, "tickvals": [math.log2(t) for t in ticks],
+                                         "ticktext": [f"{t:g}x" for t in ticks]}},
+              "height": 300 * len(sizes) + 120, "annotations": []}
     for r, size in enumerate(sizes):
         for c, strategy in enumerate(STRATEGIES):
             k = r * n + c + 1

@@ -1,5 +1,6 @@
 """python -m engine.bench: every suite in smoke mode (seconds) prints a table and a well-formed JSON line."""
 import json
+import math
 import os
 
 import pytest
@@ -130,6 +131,7 @@ def test_sweep_figure_puts_each_speedup_in_its_cell():
     assert len(fig["data"]) == len(STRATEGIES)
     second = fig["data"][1]
     assert second["y"] == ["16", "64"] and second["x"] == ["1", "8", "32"]
-    assert second["z"][1][2] == pytest.approx(64 * 100 + 32 + 0.1)
-    assert second["xaxis"] == "x2" and fig["layout"]["grid"] == {"rows": 1, "columns": len(STRATEGIES),
-                                                                  "pattern": "independent"}
+    assert second["text"][1][2] == pytest.approx(64 * 100 + 32 + 0.1)
+    assert second["z"][1][2] == pytest.approx(math.log2(64 * 100 + 32 + 0.1))
+    assert second["xaxis"] == "x2" and fig["layout"]["grid"]["rows"] == 1
+    assert fig["layout"]["grid"]["columns"] == len(STRATEGIES)
