@@ -66,7 +66,7 @@ def decompose(lab: LabConfig, text: str, preset: str = "fastest", decoder: str =
                             seed, length_penalty)
         model = lab.model()
         warning = engine.out_of_domain(f)
-        warning_md = f"⚠️ **Outside the training distribution:** {warning}" if warning else ""
+        warning_md = f"⚠ **Outside the training distribution:** {warning}" if warning else ""
         classical = "**Classical decomposition (sympy), for reference:**\n\n" + engine.describe_decomposition(f)
         gen = engine.decode(model, [prompt_ids(f)], opts)
         steps: list[engine.Step] = []

@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Iterator
 
 import pytest
@@ -46,26 +47,6 @@ def frozen_weights(dest_dir: str) -> str:
     return stem
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, log_path: str, timeout: float = STARTUP_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited with code {proc.returncode}:\n{tail(log_path)}")
-        try:
-            with urllib.request.urlopen(url + "gradio_api/info", timeout=5) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"app did not answer within {timeout} s:\n{tail(log_path)}")
-
-
-def tail(path: str, n: int = 3000) -> str:
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        return fh.read()[-n:]
-
-
 def stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM the app's process group (the app and any TensorBoard it started), then SIGKILL stragglers."""
     for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
@@ -84,9 +65,36 @@ def stop_group(proc: subprocess.Popen) -> None:
         return
 
 
+@dataclass
+class App:
+    url: str  # http://127.0.0.1:<port>/
+    proc: subprocess.Popen
+    log_path: str  # everything the app printed
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+
+    def wait(self, timeout: float = STARTUP_TIMEOUT) -> "App":
+        """Block until the app answers HTTP (it fails fast if the process dies)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app exited with code {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "gradio_api/info", timeout=5) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"app did not answer within {timeout} s:\n{self.log()[-3000:]}")
+
+
 @contextlib.contextmanager
-def running_app(checkpoint: str, profile_dir: str) -> Iterator[str]:
-    """`python app.py` on a free port; yields its base URL; stops it and its children afterwards."""
+def running_app(checkpoint: str, profile_dir: str) -> Iterator[App]:
+    """`python app.py` on a free port, started in the background (call .wait() before using it, and do
+    other set-up meanwhile); stops it and its children afterwards."""
     port = free_port()
     log_path = os.path.join(profile_dir, os.pardir, f"app-{port}.log")
     # One torch thread, for the reason in one_thread(); the tests check behaviour, not speed.
@@ -97,8 +105,7 @@ def running_app(checkpoint: str, profile_dir: str) -> Iterator[str]:
                                 stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_until_up(url, proc, log_path)
-        yield url
+        yield App(url, proc, log_path)
     finally:
         stop_group(proc)
 

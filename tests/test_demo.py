@@ -171,7 +171,7 @@ def test_decompose_streams_steps_then_a_result_without_tensors(lab):
 
 def test_decompose_warns_outside_the_training_distribution(lab):
     first = next(decompose_tab.decompose(lab, "a^5 + 1", *panel(max_new=2)))
-    assert first[0].startswith("⚠️")
+    assert first[0].startswith("⚠ **Outside the training distribution")
 
 
 @pytest.mark.parametrize("text", ["", "a^2 +* 3", "(a+1)^999999", "2 ^ a P"])

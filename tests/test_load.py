@@ -21,9 +21,10 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("load")
     checkpoint = frozen_weights(str(root))
     (root / "profiles").mkdir()
-    problems = solvable_problems(checkpoint, USERS)
-    with running_app(checkpoint, str(root / "profiles")) as url:
-        yield url, str(root / "profiles"), problems
+    with running_app(checkpoint, str(root / "profiles")) as app:
+        problems = solvable_problems(checkpoint, USERS)  # the app boots meanwhile
+        app.wait()
+        yield app, str(root / "profiles"), problems
 
 
 def beam_search(url: str, f) -> dict:
@@ -38,7 +39,8 @@ def record_profile(url: str) -> str:
 
 
 def test_concurrent_beam_searches_and_a_profile(server):
-    url, profile_dir, problems = server
+    app, profile_dir, problems = server
+    url = app.url
     with ThreadPoolExecutor(USERS + 1) as pool:
         searches = [pool.submit(beam_search, url, f) for f, _ in problems]
         recording = pool.submit(record_profile, url)
@@ -58,3 +60,4 @@ def test_concurrent_beam_searches_and_a_profile(server):
     assert {"prefill", "decode_step", "beam_select"} <= set(names)
     assert names.count("prefill") == 1  # one decode recorded: no other user's work leaked into the trace
     assert os.path.exists(os.path.join(runs[0]["path"], "summary.json"))
+    assert app.proc.poll() is None and "Traceback" not in app.log()  # the server took it all in stride
