@@ -13,6 +13,7 @@ import torch
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .data import Problem, generate
 from .decode import Decoded, DecodeOptions, decode, run_to_completion
+from .device import pick_device, synchronize
 from .model import GPT, PRESETS
 from .profiler import machine_info
 from .tokenizer import PAD_ID, SEP_ID, encode
@@ -67,7 +68,7 @@ def load_subject(checkpoint: str | None = None, preset: str | None = None, smoke
     shipped checkpoint, or random weights of the default preset when it is missing."""
     if checkpoint and preset:
         raise ValueError("give a checkpoint or a preset, not both")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device()
     if smoke and not checkpoint:
         preset = preset or "tiny"
     if preset:
@@ -106,17 +107,12 @@ def answer_rule(subject: Subject) -> str:
     return f"forced: reference answer length + END{cap} (random weights, END unreachable)"
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
     """(milliseconds, result) of one call, device synchronised on both sides."""
-    sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     out = fn()
-    sync(device)
+    synchronize(device)
     return (time.perf_counter() - t0) * 1e3, out
 
 

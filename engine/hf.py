@@ -14,12 +14,8 @@ from typing import Sequence
 import torch
 
 from .decode import Decoded, DecodeOptions, Hypothesis
+from .device import synchronize
 from .tokenizer import PAD_ID, SEP_ID
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,10 +66,10 @@ def hf_decode(hf_model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -
     device = next(hf_model.parameters()).device
     ids, mask = left_pad(prompts, device)
     kw = generate_kwargs(opts, hf_model.config.n_positions, ids.shape[1])
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     out = hf_model.generate(input_ids=ids, attention_mask=mask, **kw)
-    _sync(device)
+    synchronize(device)
     total_ms = (time.perf_counter() - t0) * 1e3
     new = out.sequences[:, ids.shape[1]:].tolist()
     if kw["num_beams"] > 1:

@@ -20,6 +20,7 @@ import torch
 from .bench_util import random_model
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .decode import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, preset
+from .device import pick_device
 from .parse import parse_polynomial
 from .polynomial import PolynomialError
 from .profiler import PHASES, profile_run
@@ -29,7 +30,7 @@ OPTION_FLAGS = ("decoder", "width", "cache", "beam_cache", "attention", "max_new
 
 
 def add_decode_args(ap: argparse.ArgumentParser) -> None:
-    """Decode options: a named preset, then any field of DecodeOptions overridden by its flag."""
+    """Decode options as in engine.decompose: a named preset, then any field overridden by its flag."""
     ap.add_argument("--preset", default="fastest", choices=sorted(DECODE_PRESETS), help="decode preset")
     ap.add_argument("--decoder", choices=DECODERS)
     ap.add_argument("--width", type=int, help="beam width")
@@ -41,7 +42,8 @@ def add_decode_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--temperature", type=float)
     ap.add_argument("--top-k", type=int)
     ap.add_argument("--top-p", type=float)
-    ap.add_argument("--seed", type=int)
+    ap.add_argument("--seed", type=int, help="sampling seed")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
 
 
 def options_from_args(args: argparse.Namespace) -> DecodeOptions:
@@ -49,7 +51,7 @@ def options_from_args(args: argparse.Namespace) -> DecodeOptions:
     known = {f.name for f in fields(DecodeOptions)}
     overrides = {k: getattr(args, k) for k in OPTION_FLAGS if k in known and getattr(args, k) is not None}
     opts = preset(args.preset, **overrides)
-    if opts.decoder != "beam" and opts.width != 1:
+    if opts.decoder != "beam" and args.width is None:  # as in engine.decompose
         opts = replace(opts, width=1)
     return opts
 
@@ -96,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         f = parse_polynomial(args.polynomial)
         opts = options_from_args(args)
-        model = random_model(args.model_preset) if args.model_preset else \
-            load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)[0]
+        device = pick_device(args.device)
+        model = random_model(args.model_preset).to(device) if args.model_preset else \
+            load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device)[0]
         summary = profile_run(model, f, opts, out_dir=args.out, name=args.name, keep=args.keep,
                               warmup=not args.no_warmup)
     except (PolynomialError, ValueError) as e:
