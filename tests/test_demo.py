@@ -231,3 +231,21 @@ def test_benchmark_smoke_suite_returns_table_rows_and_chart(lab):
 def test_benchmark_rejects_a_bad_run_count(lab):
     with pytest.raises(gr.Error):
         bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], "many", bench_tab.DEFAULT)
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "sample"])
+def test_decompose_with_one_beam_decoders(lab, decoder):
+    """Greedy and sampling stream one beam per step; the tree is a single chain."""
+    *_, state = list(decompose_tab.decompose(lab, "a^4 + 2a^2 + 7", *panel(decoder=decoder)))[-1]
+    assert all(len(step.beams) == 1 for step in state["steps"])
+    tree = decompose_tab.tree_figure(state)
+    nodes = sum(len(t.x) for t in tree.data if t.name and t.name != "prompt")
+    assert nodes == len(state["steps"])
+
+
+def test_compare_runs_transformers_generate_beside_ours(lab):
+    """The hf row goes through the exported GPT2LMHeadModel; greedy must match ours token for token."""
+    rows = [["fastest", "greedy", "", "", "", "", 6], ["hf", "greedy", "", "", "", "", 6]]
+    verdict, latency, phases, table, raw = compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7", rows, 1)
+    assert "Outputs identical" in verdict
+    assert raw["configurations"][1]["hf"] and table[1][1].startswith("transformers generate()")
