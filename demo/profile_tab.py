@@ -51,7 +51,17 @@ def summary_markdown(s: dict) -> str:
             f"Recorded {s.get('total_ms', 0):.1f} ms (decoder's own timing {s.get('decoder_total_ms', 0):.1f} ms, "
             f"prefill {s.get('prefill_ms', 0):.1f} ms, peak cache {s.get('cache_bytes', 0) / 1024:.0f} KiB) on "
             f"{machine.get('cpu', '?')}, torch {machine.get('torch', '?')}\n\n"
-            f"Answer: `{answer.get('q', '')}` {verdict} · trace `{s.get('trace')}`")
+            f"Answer: {prefix_as_math(answer.get('q') or '')} {verdict} · trace `{s.get('trace')}`")
+
+
+def prefix_as_math(prefix: str) -> str:
+    """Q = 3a² + a for seed prefix tokens that parse, else the tokens as code."""
+    if not prefix:
+        return "(no answer)"
+    try:
+        return f"Q = {engine.to_unicode(engine.from_prefix(prefix))}"
+    except ValueError:
+        return f"`{prefix}`"
 
 
 def phase_rows(s: dict) -> list[list]:
