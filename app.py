@@ -40,13 +40,17 @@ def build(lab: LabConfig = LabConfig()) -> gr.Blocks:
 demo = build()  # what hosting platforms import; `python app.py` builds its own from the flags
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Serve the PolyDecode Lab web app.")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     ap.add_argument("--port", type=int, default=7860)
     ap.add_argument("--checkpoint", default=engine.DEFAULT_CHECKPOINT, help="checkpoint stem to serve")
     ap.add_argument("--profile-dir", default="profiles", help="where profiler runs are written and listed")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     for name in ("demo", "engine"):
         logging.getLogger(name).setLevel(logging.INFO)

@@ -117,6 +117,9 @@ def test_tensorboard_starts_from_the_page_and_lists_the_run(page, server):
             break
         time.sleep(2)
     assert name in runs
+    page.click("#tb-start")  # a second click reuses the running server
+    page.wait_for_timeout(1000)
+    assert page.locator("#tb-link a").first.get_attribute("href").split("#")[0] == base
     screenshot(page, "profile")
 
 

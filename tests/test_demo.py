@@ -249,3 +249,14 @@ def test_compare_runs_transformers_generate_beside_ours(lab):
     verdict, latency, phases, table, raw = compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7", rows, 1)
     assert "Outputs identical" in verdict
     assert raw["configurations"][1]["hf"] and table[1][1].startswith("transformers generate()")
+
+
+def test_app_listens_on_localhost_with_the_shipped_model_by_default():
+    import app
+    args = app.parse_args([])
+    assert (args.host, args.port, args.checkpoint) == ("127.0.0.1", 7860, engine.DEFAULT_CHECKPOINT)
+    assert app.parse_args(["--host", "0.0.0.0", "--checkpoint", "x"]).checkpoint == "x"
+
+
+def test_the_model_is_loaded_once(lab):
+    assert lab.model() is lab.model()
