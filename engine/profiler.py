@@ -9,6 +9,7 @@ shares always add up to the total.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -98,8 +99,8 @@ def _trace_files(run_dir: str) -> list[str]:
 
 @contextmanager
 def profile(name: str, out_dir: str = "profiles", enabled: bool = True) -> Iterator[Recording | None]:
-    """Record everything inside the block into `<out_dir>/<utc>_<name>/`. Yields a Recording (its `prof`
-    holds the events after the block) or None when disabled. Recordings are serialised by a lock."""
+    """Record everything inside the block into `<out_dir>/<utc>_<name>/`. Yields a Recording (its run_dir
+    holds the trace after the block) or None when disabled. Recordings are serialised by a lock."""
     if not enabled:
         yield None
         return
@@ -111,7 +112,7 @@ def profile(name: str, out_dir: str = "profiles", enabled: bool = True) -> Itera
         rec = Recording(run_dir, os.path.basename(run_dir))
         handler = tensorboard_trace_handler(run_dir, worker_name=_slug(platform.node()) or "worker")
         try:
-            with torch.profiler.profile(activities=activities, record_shapes=True, on_trace_ready=handler) as prof:
+            with torch.profiler.profile(activities=activities, record_shapes=False, on_trace_ready=handler) as prof:
                 rec.prof = prof
                 with record_function(RUN_LABEL):
                     yield rec
@@ -122,27 +123,52 @@ def profile(name: str, out_dir: str = "profiles", enabled: bool = True) -> Itera
             raise
 
 
-def phase_times(events) -> dict:
-    """Exclusive milliseconds and call counts per phase, from profiler events (FunctionEvent list).
+def read_trace(path: str) -> list[dict]:
+    """The complete ("X") events of a trace file written by tensorboard_trace_handler."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        events = json.load(fh).get("traceEvents", [])
+    return [e for e in events if e.get("ph") == "X" and "dur" in e and "ts" in e]
+
+
+def _parents(spans: list[dict]) -> list[int | None]:
+    """For spans of one kind, the index of the innermost span enclosing each one on the same thread."""
+    order = sorted(range(len(spans)), key=lambda i: (spans[i].get("tid"), spans[i]["ts"], -spans[i]["dur"]))
+    parent: list[int | None] = [None] * len(spans)
+    stack: list[int] = []
+    for i in order:
+        e = spans[i]
+        while stack and not _encloses(spans[stack[-1]], e):
+            stack.pop()
+        parent[i] = stack[-1] if stack else None
+        stack.append(i)
+    return parent
+
+
+def _encloses(outer: dict, inner: dict) -> bool:
+    eps = 1e-3  # microseconds: trace timestamps are floats
+    return (outer.get("tid") == inner.get("tid") and inner["ts"] >= outer["ts"] - eps
+            and inner["ts"] + inner["dur"] <= outer["ts"] + outer["dur"] + eps)
+
+
+def phase_times(events: list[dict]) -> dict:
+    """Exclusive milliseconds and call counts per phase, from the trace's record_function ranges.
 
     A phase range nested in another phase range (beam_select inside decode_step) is charged to the inner
     phase only; the outer one keeps the rest. "other" is the run range minus all phase time."""
     labels = set(PHASES) - {"other"}
-    cpu = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU]
-    ranges = [e for e in cpu if e.name in labels]
-    exclusive = {id(e): e.time_range.elapsed_us() for e in ranges}
-    for e in ranges:
-        parent = e.cpu_parent
-        while parent is not None and parent.name not in labels:
-            parent = parent.cpu_parent
-        if parent is not None:
-            exclusive[id(parent)] -= e.time_range.elapsed_us()
-    runs = [e for e in cpu if e.name == RUN_LABEL]
-    total_us = sum(e.time_range.elapsed_us() for e in runs) if runs else sum(exclusive.values())
+    spans = [e for e in events if e.get("cat") == "user_annotation" and e["name"] in labels | {RUN_LABEL}]
+    exclusive = [float(e["dur"]) for e in spans]
+    for i, p in enumerate(_parents(spans)):
+        if p is not None and spans[p]["name"] in labels and spans[i]["name"] in labels:
+            exclusive[p] -= spans[i]["dur"]  # the run range itself keeps its full length: it is the total
+    runs = [e for e in spans if e["name"] == RUN_LABEL]
+    phase_spans = [(e, x) for e, x in zip(spans, exclusive) if e["name"] in labels]
+    total_us = sum(e["dur"] for e in runs) if runs else sum(x for _, x in phase_spans)
     out = {p: {"ms": 0.0, "calls": 0} for p in PHASES}
-    for e in ranges:
-        out[e.name]["ms"] += exclusive[id(e)] / 1e3
-        out[e.name]["calls"] += 1
+    for e, x in phase_spans:
+        out[e["name"]]["ms"] += x / 1e3
+        out[e["name"]]["calls"] += 1
     out["other"]["ms"] = max(0.0, total_us / 1e3 - sum(v["ms"] for v in out.values()))
     total_ms = total_us / 1e3
     for v in out.values():
@@ -151,19 +177,21 @@ def phase_times(events) -> dict:
     return {"total_ms": round(total_ms, 3), "phases": out}
 
 
-def top_operators(prof: torch.profiler.profile, n: int = TOP_OPS) -> list[dict]:
-    """The n operators with the most self time (record_function ranges left out)."""
-    labels = set(PHASES) | {RUN_LABEL}
-    cuda = torch.cuda.is_available()
-    rows = []
-    for avg in prof.key_averages():
-        if avg.key in labels or getattr(avg, "is_user_annotation", False):
-            continue
-        self_us = avg.self_device_time_total if cuda else avg.self_cpu_time_total
-        rows.append({"op": avg.key, "calls": avg.count, "self_ms": round(self_us / 1e3, 3),
-                     "total_ms": round((avg.device_time_total if cuda else avg.cpu_time_total) / 1e3, 3)})
-    rows.sort(key=lambda r: r["self_ms"], reverse=True)
-    return rows[:n]
+def top_operators(events: list[dict], n: int = TOP_OPS, category: str = "cpu_op") -> list[dict]:
+    """The n operators (or, with category="kernel", GPU kernels) with the most self time."""
+    spans = [e for e in events if e.get("cat") == category]
+    self_us = [float(e["dur"]) for e in spans]
+    for i, p in enumerate(_parents(spans)):
+        if p is not None:
+            self_us[p] -= spans[i]["dur"]
+    agg: dict[str, dict] = {}
+    for e, own in zip(spans, self_us):
+        row = agg.setdefault(e["name"], {"op": e["name"], "calls": 0, "self_ms": 0.0, "total_ms": 0.0})
+        row["calls"] += 1
+        row["self_ms"] += own / 1e3
+        row["total_ms"] += e["dur"] / 1e3
+    rows = sorted(agg.values(), key=lambda r: r["self_ms"], reverse=True)[:n]
+    return [{**r, "self_ms": round(r["self_ms"], 3), "total_ms": round(r["total_ms"], 3)} for r in rows]
 
 
 def step_rows(steps: list[Step]) -> list[dict]:
@@ -172,11 +200,11 @@ def step_rows(steps: list[Step]) -> list[dict]:
              "beams": sum(not b.finished for b in s.beams)} for s in steps]
 
 
-def profiled_steps(events) -> list[float]:
-    """Lengths in ms of the profiler's decode_step ranges, in start order."""
-    cpu = [e for e in events if e.name == "decode_step" and e.device_type == torch.autograd.DeviceType.CPU]
-    cpu.sort(key=lambda e: e.time_range.start)
-    return [round(e.time_range.elapsed_us() / 1e3, 3) for e in cpu]
+def profiled_steps(events: list[dict]) -> list[float]:
+    """Lengths in ms of the trace's decode_step ranges, in start order."""
+    spans = sorted((e for e in events if e.get("cat") == "user_annotation" and e["name"] == "decode_step"),
+                   key=lambda e: e["ts"])
+    return [round(e["dur"] / 1e3, 3) for e in spans]
 
 
 def _run_decode(model, prompt_ids: list[int], opts: DecodeOptions):
@@ -205,9 +233,11 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
         with record_function("verify"):
             answers = rank_answers(f, result.hypotheses[0])
     wall_ms = (time.perf_counter() - t0) * 1e3
-    events = rec.prof.events()
-    best = best_answer(answers)
     traces = _trace_files(rec.run_dir)
+    if not traces:
+        raise RuntimeError(f"the profiler wrote no trace into {rec.run_dir}")
+    events = read_trace(traces[0])  # the file TensorBoard reads: far quicker than prof.events()
+    best = best_answer(answers)
     summary = {
         "name": rec.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "polynomial": to_unicode(f), "prompt_tokens": len(prompt_ids), "options": asdict(opts),
@@ -215,9 +245,9 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
         "decoder_total_ms": round(result.total_ms, 3), "prefill_ms": round(result.prefill_ms, 3),
         "steps": step_rows(steps), "decode_step_ms": profiled_steps(events),
         "cache_bytes": max((s.cache_bytes for s in steps), default=0),
-        "top_ops": top_operators(rec.prof),
+        "top_ops": top_operators(events), "top_kernels": top_operators(events, category="kernel"),
         "answer": None if best is None else {"q": best.prefix, "verified": best.verified, "reason": best.reason},
-        "run_dir": rec.run_dir, "out_dir": out_dir, "trace": os.path.basename(traces[0]) if traces else None,
+        "run_dir": rec.run_dir, "out_dir": out_dir, "trace": os.path.basename(traces[0]),
     }
     with open(os.path.join(rec.run_dir, SUMMARY_FILE), "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2, ensure_ascii=False)

@@ -11,7 +11,7 @@ from torch.profiler import record_function
 from engine import PHASES, list_runs, profile_run
 from engine.bench_util import random_model
 from engine.decode import preset
-from engine.profiler import phase_times, profile, prune
+from engine.profiler import _trace_files, phase_times, profile, prune, read_trace, top_operators
 
 F = (7, -1, 2, 0, 3)  # 3a^4 + 2a^2 - a + 7
 
@@ -37,7 +37,7 @@ def test_phase_split_charges_nested_ranges_once(tmp_path):
                 y = x @ x
                 with record_function("beam_select"):
                     y.topk(3)
-    split = phase_times(rec.prof.events())
+    split = phase_times(read_trace(_trace_files(rec.run_dir)[0]))
     phases = split["phases"]
     assert list(phases) == list(PHASES)
     assert phases["decode_step"]["calls"] == 3 and phases["beam_select"]["calls"] == 3
@@ -45,6 +45,21 @@ def test_phase_split_charges_nested_ranges_once(tmp_path):
     assert sum(v["ms"] for v in phases.values()) == pytest.approx(split["total_ms"], rel=1e-3, abs=0.01)
     assert sum(v["share"] for v in phases.values()) == pytest.approx(1.0, abs=1e-3)
     assert all(v["ms"] >= 0 for v in phases.values())
+
+
+def test_operator_self_time_subtracts_direct_children_on_the_same_thread():
+    """Guards against charging a wrapper op (aten::linear) with the matmul it calls."""
+    ev = [{"ph": "X", "cat": "cpu_op", "name": "aten::linear", "ts": 0.0, "dur": 10.0, "tid": 1},
+          {"ph": "X", "cat": "cpu_op", "name": "aten::addmm", "ts": 1.0, "dur": 7.0, "tid": 1},
+          {"ph": "X", "cat": "cpu_op", "name": "aten::copy_", "ts": 2.0, "dur": 2.0, "tid": 1},
+          {"ph": "X", "cat": "cpu_op", "name": "aten::addmm", "ts": 3.0, "dur": 5.0, "tid": 2},
+          {"ph": "X", "cat": "user_annotation", "name": "decode_step", "ts": 0.0, "dur": 20.0, "tid": 1}]
+    rows = {r["op"]: r for r in top_operators(ev)}
+    assert rows["aten::linear"]["self_ms"] == pytest.approx(0.003)
+    assert rows["aten::addmm"]["self_ms"] == pytest.approx(0.010)  # 5 (after its copy_) + 5 on thread 2
+    assert rows["aten::addmm"]["calls"] == 2 and rows["aten::copy_"]["self_ms"] == pytest.approx(0.002)
+    assert "decode_step" not in rows
+    assert [r["op"] for r in top_operators(ev, n=1)] == ["aten::addmm"]
 
 
 def test_profile_run_writes_tensorboard_layout_and_summary(tiny, tmp_path):
