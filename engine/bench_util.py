@@ -57,6 +57,7 @@ def ban_end(model: GPT) -> GPT:
 
 
 def random_model(preset_name: str, seed: int = 0) -> GPT:
+    """Seeded random weights of a model preset, END made unreachable (see ban_end), in eval mode."""
     if preset_name not in PRESETS:
         raise ValueError(f"unknown model preset {preset_name!r}; choose from {sorted(PRESETS)}")
     torch.manual_seed(seed)

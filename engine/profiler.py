@@ -116,8 +116,8 @@ def profile(name: str, out_dir: str = "profiles", enabled: bool = True) -> Itera
                 rec.prof = prof
                 with record_function(RUN_LABEL):
                     yield rec
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
+                    if torch.cuda.is_available():
+                        torch.cuda.synchronize()  # queued GPU work belongs to the run it was queued in
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)  # no half-written run left for list_runs to show
             raise
