@@ -178,12 +178,14 @@ def latency_bars(rows: Sequence[Mapping]) -> go.Figure:
     mean = [r["mean_ms"] for r in rows]
     fig.add_trace(go.Bar(
         x=labels, y=mean, marker_color=COLORS["live"], text=[f"{r['speedup']:.2f}x" for r in rows],
-        textposition="outside", error_y=dict(type="data", symmetric=False,
+        textposition="outside", cliponaxis=False, error_y=dict(type="data", symmetric=False,
                                             array=[r["max_ms"] - r["mean_ms"] for r in rows],
                                             arrayminus=[r["mean_ms"] - r["min_ms"] for r in rows]),
         hovertemplate="%{x}<br>mean %{y:.2f} ms<extra></extra>", name="latency"))
+    top = max(r["max_ms"] for r in rows)
     fig.update_layout(title="Latency per configuration (mean, min–max; label: speedup over the first)",
-                      yaxis_title="ms", height=360, plot_bgcolor="white", margin=dict(l=50, r=20, t=50, b=80))
+                      yaxis=dict(title="ms", range=[0, top * 1.15]), height=360, plot_bgcolor="white",
+                      margin=dict(l=50, r=20, t=50, b=80))
     return fig
 
 
