@@ -104,7 +104,7 @@ class StaticCache:
     def reorder(self, beam_idx: torch.Tensor) -> None:
         n, bufs = beam_idx.numel(), self.k + self.v
         if not self.spare or self.spare[0].size(0) < n:
-            self.spare = [torch.empty_like(b[:1]).expand(n, -1, -1, -1).contiguous() for b in bufs]
+            self.spare = [b.new_empty((n,) + b.shape[1:]) for b in bufs]
         outs = [t[:n] for t in self.spare]  # the first n rows of a contiguous buffer are contiguous
         for src, out in zip(bufs, outs):  # only the positions stored so far, straight into place
             torch.index_select(src[:, :, :self.pos], 0, beam_idx, out=out[:, :, :self.pos])

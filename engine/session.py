@@ -53,11 +53,14 @@ class BatchSession(_Timed):
         self.pad = torch.tensor([P - n for n in lens], device=self.device)  # (rows,)
         self.padded = min(lens) != P
         self.g = 0  # generated tokens fed to the model so far
-        self.shared = opts.beam_cache == "shared-prefix" and opts.cache != "none"
+        # One row per problem (greedy, sample, width 1) leaves nothing to share: shared-prefix is gather then.
+        beams = opts.width if opts.decoder == "beam" else 1
+        beam_cache = "gather" if opts.beam_cache == "shared-prefix" and beams == 1 else opts.beam_cache
+        self.shared = beam_cache == "shared-prefix" and opts.cache != "none"
         self.recompute = opts.cache == "none"
         arange = torch.arange(self.total, device=self.device)
         valid = arange[None, :] >= self.pad[:, None]  # (rows, total): real keys
-        self.cache = make_cache(opts.cache, opts.beam_cache, model.config.n_layer, self.total,
+        self.cache = make_cache(opts.cache, beam_cache, model.config.n_layer, self.total,
                                 prefix_mask=valid[:, None, None, :P] if self.padded else None, max_new=opts.max_new)
         self.seq = None
         if self.recompute:
