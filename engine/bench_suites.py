@@ -84,13 +84,12 @@ def beam_configs(width: int) -> list[tuple[str, object, bool]]:
 
 
 def _beam_pass(subject: Subject, batch: list, opts, batched: bool):
-    """Decode every problem (one call each, or all in one call); returns (results per call, calls)."""
+    """Decode every problem (one call each, or all in one call); returns [(problems, Decoded)] per call.
+    Random weights: every answer gets the length of the longest reference answer, so one-at-a-time and
+    batched rows do the same work."""
     groups = [batch] if batched else [[p] for p in batch]
-    out = []
-    for g in groups:
-        o = opts if subject.trained else _with_max_new(opts, max_new_for(subject, g))
-        out.append((g, run_ours(subject.model, [prompt_ids(p) for p in g], o)))
-    return out
+    o = _with_max_new(opts, max_new_for(subject, batch))
+    return [(g, run_ours(subject.model, [prompt_ids(p) for p in g], o)) for g in groups]
 
 
 def _with_max_new(opts, max_new: int):

@@ -105,7 +105,7 @@ def answer_rule(subject: Subject) -> str:
     if subject.trained:
         return f"natural stop at END (cap {TRAINED_MAX_NEW})"
     cap = f", capped at {subject.answer_cap}" if subject.answer_cap else ""
-    return f"forced: reference answer length + END{cap} (random weights, END unreachable)"
+    return f"forced: longest reference answer + END{cap} (random weights, END unreachable)"
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
