@@ -178,14 +178,17 @@ def sample_next(logits: torch.Tensor, generator: torch.Generator, temperature: f
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop = cum - sorted_logits.softmax(dim=-1) >= top_p  # keep the smallest prefix reaching top_p
+        probs = sorted_logits.softmax(dim=-1)
+        drop = probs.cumsum(dim=-1) - probs >= top_p  # keep the smallest prefix reaching top_p
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
 
 
 def _single(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decoded]:
-    """Greedy or sampling: one row per problem; finished problems leave the batch."""
+    """Greedy or sampling: one row per problem; finished problems leave the batch.
+
+    Scores are the model's own log-probs of the chosen tokens (before temperature, top-k, top-p).
+    """
     sess = _session(model, prompts, opts)
     gen = None
     if opts.decoder == "sample":
@@ -244,7 +247,6 @@ class _Problem:
     """Python-side bookkeeping of one problem's beams (the tensors live in the session)."""
     index: int
     ids: list[tuple[int, ...]]     # live beams' generated ids, by slot
-    scores: list[float]
     where: list[int]               # index of each live slot in the previous Step.beams (-1: not shown)
     finished: list[tuple[float, Hypothesis]]
 
@@ -257,7 +259,7 @@ class _Problem:
 def _beam(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decoded]:
     K, V = opts.width, model.config.vocab_size
     sess = _session(model, prompts, opts)
-    problems = [_Problem(b, [()] * K, [0.0] * K, [-1] * K, []) for b in range(len(prompts))]
+    problems = [_Problem(b, [()] * K, [-1] * K, []) for b in range(len(prompts))]
     active = list(problems)
     steps, prefill_ms, live_tok = [], 0.0, None
     for step in range(opts.max_new):
@@ -333,7 +335,7 @@ def _advance_problems(active: list[_Problem], host: dict, K: int, last: bool):
                 beams.append(Beam(p.index, new_ids[-1], score, p.where[s], False))
             else:
                 new_where.append(-1)
-        p.ids, p.scores, p.where = new_ids, host["live_scores"][g], new_where
+        p.ids, p.where = new_ids, new_where
         full = len(p.finished) == K
         improvable = host["best"][g] > (p.finished[-1][0] if full else -1e9)
         if not last and improvable:

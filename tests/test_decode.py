@@ -1,9 +1,11 @@
 """Decoders: every speed option gives the same output, beam bookkeeping, batching, errors, answers."""
+import copy
 import itertools
 
 import pytest
 import torch
 
+from engine.device import pick_device
 from engine.decode import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DecodeOptions, Hypothesis, best_answer,
                            decode, preset, rank_answers, run_to_completion, solve)
 from engine.model import GPT, PRESETS, GPTConfig
@@ -161,6 +163,28 @@ def test_profiler_labels(model):
         run(model, PROMPTS, width=3, max_new=5, beam_cache="clone")
     names = {e.name for e in prof.events()}
     assert {"prefill", "decode_step", "cache_reorder", "cache_clone", "beam_select"} <= names
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_gives_the_cpu_beams(model):
+    """The engine runs on CUDA where present; the beams must not depend on the device."""
+    cpu = run(model, PROMPTS, width=5, max_new=10)
+    gpu_model = copy.deepcopy(model).to(pick_device("cuda"))
+    for kw in (dict(cache="static", beam_cache="shared-prefix"), dict(cache="concat", beam_cache="clone"),
+               dict(cache="none", decoder="greedy")):
+        ref = cpu if kw.get("decoder") != "greedy" else run(model, PROMPTS, max_new=10, **kw)
+        gpu = run(gpu_model, PROMPTS, width=5, max_new=10, **kw)
+        assert [[h.ids for h in hs] for hs in gpu.hypotheses] == [[h.ids for h in hs] for hs in ref.hypotheses]
+
+
+def test_pick_device():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            pick_device("cuda")
 
 
 # ---------------------------------------------------------------- errors
