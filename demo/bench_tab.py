@@ -79,7 +79,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         suite.change(lambda s: SUITE_NOTES.get(s, ""), suite, note, queue=False, api_visibility="private")
         run.click(functools.partial(run_bench, lab), [suite, smoke, model, runs, warmup],
                   [table, rows, chart, html, raw], api_name="benchmark", concurrency_id=MODEL_QUEUE,
-                  concurrency_limit=1)
+                  concurrency_limit=1, show_progress_on=[table])
     return tab
 
 

@@ -189,7 +189,8 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             raw = gr.JSON()
         run.click(functools.partial(compare, lab), [source, text, rows, runs, profiled],
                   [verdict_md, latency, phase, table, raw],
-                  api_name="compare", concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+                  api_name="compare", concurrency_id=MODEL_QUEUE, concurrency_limit=1,
+                  show_progress_on=[verdict_md])
     return tab
 
 

@@ -121,7 +121,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         state = gr.State(None)
         outputs = [warning, status, live, answers, classical, tree, step, latency, result, state]
         run_event = dict(fn=functools.partial(decompose, lab), inputs=[poly, *controls.inputs], outputs=outputs,
-                         concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+                         concurrency_id=MODEL_QUEUE, concurrency_limit=1, show_progress_on=[status])
         run.click(api_name="decompose", **run_event)
         poly.submit(api_visibility="private", **run_event)
         step.input(replay, [step, state], [tree, live, status], trigger_mode="always_last", api_visibility="private")

@@ -142,7 +142,8 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             tb_link = gr.Markdown(elem_id="tb-link")
         shown = [summary, phase_fig, phase_table, timeline, top_ops]
         run.click(functools.partial(record, lab), [text, name, *controls.inputs], [*shown, runs, picker, download],
-                  api_name="profile", concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+                  api_name="profile", concurrency_id=MODEL_QUEUE, concurrency_limit=1,
+                  show_progress_on=[summary])
         listing = functools.partial(runs_view, lab.profile_dir)
         refresh.click(listing, picker, [runs, picker], api_name="list_runs")
         tab.load(lambda: listing(None), None, [runs, picker], api_visibility="private")
