@@ -12,7 +12,7 @@ import torch
 
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .data import Problem, generate
-from .decode import Decoded, DecodeOptions, decode, run_to_completion
+from .decode import Decoded, DecodeOptions, Hypothesis, decode, run_to_completion
 from .device import pick_device, synchronize
 from .model import GPT, PRESETS
 from .profiler import machine_info
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 BENCH_SEED = 1234  # problems are generated with this seed: every run measures the same inputs
 TRAINED_MAX_NEW = 40  # trained weights stop by themselves; this only caps a runaway answer
+SCORE_TOL = 1e-4  # log-prob: best answers scored closer than this are a float tie, not a different result
 SMOKE_ANSWER_CAP = 4  # smoke runs check structure, not speed: a few tokens per answer are enough
 
 Progress = Callable[[float, str], None]
@@ -143,9 +144,26 @@ def run_ours(model: GPT, prompts: Sequence[Sequence[int]], opts: DecodeOptions) 
     return run_to_completion(decode(model, prompts, opts))
 
 
-def top_ids(result: Decoded) -> list[tuple[int, ...]]:
+def best_hyps(result: Decoded) -> list[Hypothesis | None]:
     """The best hypothesis of each problem: what identical-output checks compare."""
-    return [group[0].ids if group else () for group in result.hypotheses]
+    return [group[0] if group else None for group in result.hypotheses]
+
+
+def agreement(a: Sequence[Hypothesis | None], b: Sequence[Hypothesis | None]) -> tuple[bool, int]:
+    """(same, near_ties). Same when every problem's best answer has the same tokens in both runs, or the
+    two best scores agree within SCORE_TOL: a float-precision tie between equally scored answers, which
+    different kernels may order differently (counted in near_ties)."""
+    if len(a) != len(b):
+        return False, 0
+    mismatches = ties = 0
+    for x, y in zip(a, b):
+        if x is None or y is None:
+            mismatches += x is not y
+        elif x.ids != y.ids:
+            close = abs(x.score - y.score) <= SCORE_TOL
+            ties += close
+            mismatches += not close
+    return mismatches == 0, ties
 
 
 def matmul_gflops(device: torch.device, n: int = 1024, reps: int = 8) -> float:

@@ -135,3 +135,17 @@ def test_sweep_figure_puts_each_speedup_in_its_cell():
     assert second["z"][1][2] == pytest.approx(math.log2(64 * 100 + 32 + 0.1))
     assert second["xaxis"] == "x2" and fig["layout"]["grid"]["rows"] == 1
     assert fig["layout"]["grid"]["columns"] == len(STRATEGIES)
+
+
+def test_agreement_accepts_only_float_ties():
+    """Different answers count as the same result only when their scores tie to float precision."""
+    from engine.bench_util import SCORE_TOL, agreement
+    from engine.decode import Hypothesis
+    a = [Hypothesis((1, 2), -1.0, True), Hypothesis((3,), -2.0, True)]
+    assert agreement(a, list(a)) == (True, 0)
+    tie = [a[0], Hypothesis((4,), -2.0 + SCORE_TOL / 2, True)]
+    assert agreement(a, tie) == (True, 1)
+    worse = [a[0], Hypothesis((4,), -2.5, True)]
+    assert agreement(a, worse) == (False, 0)
+    assert agreement(a, a[:1]) == (False, 0)
+    assert agreement([None], [a[0]]) == (False, 0)
