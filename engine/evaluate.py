@@ -68,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predictions", default=None, help="write `<f> ⁇ <answer>` lines here")
     ap.add_argument("--batch-size", type=int, default=64, help="problems decoded together")
     ap.add_argument("--max-new", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be >= 1")
     try:
