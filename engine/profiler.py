@@ -171,9 +171,9 @@ def phase_times(events: list[dict]) -> dict:
         out[e["name"]]["calls"] += 1
     out["other"]["ms"] = max(0.0, total_us / 1e3 - sum(v["ms"] for v in out.values()))
     total_ms = total_us / 1e3
-    for v in out.values():
-        v["ms"] = round(v["ms"], 3)
+    for v in out.values():  # the share comes from the exact time, so rounding never skews a short run's shares
         v["share"] = round(v["ms"] / total_ms, 4) if total_ms > 0 else 0.0
+        v["ms"] = round(v["ms"], 3)
     return {"total_ms": round(total_ms, 3), "phases": out}
 
 
