@@ -8,13 +8,6 @@ from engine.model import GPT, PRESETS
 L, B, H, D = 2, 3, 2, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def kv(T, b=B, seed=0):
     g = torch.Generator().manual_seed(seed)

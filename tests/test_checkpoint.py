@@ -14,13 +14,6 @@ from engine.tokenizer import PAD_ID, SEP_ID
 N_LAYER, N_HEAD, C, BLOCK = 2, 8, 32, 40
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def mingpt_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """A state dict in the seed's minGPT layout (separate query/key/value, saved tril masks)."""

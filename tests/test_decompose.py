@@ -11,13 +11,6 @@ from engine.model import GPT, PRESETS
 F_TEXT = "3(a^2+2a)^2 - 5(a^2+2a) + 7"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def untrained(tmp_path_factory):

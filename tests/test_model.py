@@ -8,13 +8,6 @@ from engine.cache import make_cache
 from engine.model import GPT, PRESETS, GPTConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def model():
