@@ -8,7 +8,7 @@ warnings.filterwarnings("ignore", message=r".*found in sys.modules after import 
 from .cache import CACHE_STRATEGIES, make_cache
 from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, export_hf, import_seed_checkpoint, load_checkpoint,
                          load_model, save_checkpoint)
-from .device import pick_device, synchronize
+from .device import pick_device, set_threads, synchronize
 from .data import ALL_PAIRS, Problem, generate, read_dataset
 from .decode import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, MAX_WIDTH, Answer, Beam,
                      DecodeOptions, Decoded, Hypothesis, Step, best_answer, decode, preset, rank_answers,

@@ -8,11 +8,11 @@ import os
 import sys
 from typing import Callable
 
-import torch
 
 from .bench_suites import beam, generation, hf
 from .bench_sweep import sweep
 from .bench_util import Progress, load_subject, machine
+from .device import set_threads
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,10 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            ap.error("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
+    try:
+        set_threads(args.threads)
+    except ValueError as e:
+        ap.error(str(e))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     def progress(fraction: float, message: str) -> None:
         print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)

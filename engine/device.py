@@ -32,3 +32,12 @@ def synchronize(device: torch.device | str | None = None) -> None:
 def phase(name: str):
     """record_function(name) while a profiler records, else a free no-op (labels cost time per step)."""
     return record_function(name) if torch.autograd._profiler_enabled() else nullcontext()
+
+
+def set_threads(n: int | None) -> None:
+    """Set torch's intra-op CPU threads for a CLI's --threads flag (None: leave torch's choice)."""
+    if n is None:
+        return
+    if n < 1:
+        raise ValueError("--threads must be >= 1")
+    torch.set_num_threads(n)

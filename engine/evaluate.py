@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from .data import read_dataset
+from .device import set_threads
 from .decode import DecodeOptions, best_answer, preset, solve
 
 
@@ -68,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predictions", default=None, help="write `<f> ⁇ <answer>` lines here")
     ap.add_argument("--batch-size", type=int, default=64, help="problems decoded together")
     ap.add_argument("--max-new", type=int, default=40)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    try:
+        set_threads(args.threads)
+    except ValueError as e:
+        ap.error(str(e))
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be >= 1")
     try:

@@ -15,12 +15,11 @@ import logging
 import sys
 from dataclasses import fields, replace
 
-import torch
 
 from .bench_util import random_model
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .decode import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, preset
-from .device import pick_device
+from .device import pick_device, set_threads
 from .parse import parse_polynomial
 from .polynomial import PolynomialError
 from .profiler import PHASES, profile_run
@@ -90,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print only the summary JSON")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            ap.error("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
+    try:
+        set_threads(args.threads)
+    except ValueError as e:
+        ap.error(str(e))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         f = parse_polynomial(args.polynomial)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import load_state, save_checkpoint
+from .device import set_threads
 from .data import ALL_PAIRS, Problem, parse_pair, random_problem, read_dataset
 from .model import GPT, PRESETS
 from .polynomial import from_prefix_tokens, PolynomialError, verify
@@ -166,14 +167,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--grad-clip", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--save-every", type=float, default=300.0, help="seconds between resume states")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-n", type=int, default=48, help="validation problems per pair")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    try:
+        set_threads(args.threads)
+    except ValueError as e:
+        ap.error(str(e))
     os.makedirs(args.run_dir, exist_ok=True)
     state_path = os.path.join(args.run_dir, "state.pt")
 
