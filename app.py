@@ -1,6 +1,7 @@
 """PolyDecode Lab in the browser.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--checkpoint weights/default] [--profile-dir profiles]
+                  [--threads N]
 
 The four tabs live in demo/ (one module each); this file composes them, queues and launches.
 """
@@ -46,11 +47,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=7860)
     ap.add_argument("--checkpoint", default=engine.DEFAULT_CHECKPOINT, help="checkpoint stem to serve")
     ap.add_argument("--profile-dir", default="profiles", help="where profiler runs are written and listed")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads for decoding, profiling and benchmarks (default: torch's choice)")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    try:
+        engine.set_threads(args.threads)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     for name in ("demo", "engine"):
         logging.getLogger(name).setLevel(logging.INFO)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 import gradio as gr
 
 import engine
+from engine.bench_suites import GEN_CASES, case_problems
 
 from . import figures
 from .formatting import ascii_poly, options_summary
@@ -18,12 +19,6 @@ from .lab import MODEL_QUEUE, LabConfig, example_problems, hf_model, prompt_ids,
 HF = "hf"  # the preset column value that runs transformers generate() on the exported weights
 COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new"]
 POLYNOMIAL = "the polynomial above"
-CASE_SEED = 1234  # the benchmark's problem seed: a case here is the same batch the generation suite times
-# The seed's generation cases (seeds/000) as the generation suite builds them: short = a (2,2) problem,
-# medium = (3,3), mixed = one each of (2,2), (3,3), (4,4).
-SEED_CASES: dict[str, tuple[tuple[int, int], ...]] = {
-    "single_short": ((2, 2),), "single_medium": ((3, 3),), "batch_4_short": ((2, 2),) * 4,
-    "batch_4_medium": ((3, 3),) * 4, "batch_3_mixed": ((2, 2), (3, 3), (4, 4))}
 
 
 def hf_available() -> bool:
@@ -78,19 +73,6 @@ def parse_configs(rows: list[list]) -> list[Config]:
     return configs
 
 
-def case_problems(case: str) -> list[engine.Poly]:
-    """The polynomials of one of the seed's generation cases (single_short, batch_3_mixed, ...)."""
-    if case not in SEED_CASES:
-        raise ValueError(f"unknown case {case!r}; choose from {', '.join(SEED_CASES)}")
-    seen: dict[tuple[int, int], int] = {}
-    fs = []
-    for pair in SEED_CASES[case]:
-        k = seen.get(pair, 0)
-        seen[pair] = k + 1
-        fs.append(engine.generate(pair[0], pair[1], k + 1, CASE_SEED)[k].f)
-    return fs
-
-
 def _run(lab: LabConfig, cfg: Config, prompts: list[list[int]]) -> engine.Decoded:
     if cfg.hf:
         return engine.hf_decode(hf_model(lab.checkpoint), prompts, cfg.opts)
@@ -139,7 +121,7 @@ def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled:
     """Time each configuration, split its time into phases (one profiled run when `profiled` and the input
     is one polynomial, else the decoder's own step timings), and compare the outputs."""
     with user_errors("Compare"):
-        fs = [engine.parse_polynomial(text or "")] if source == POLYNOMIAL else case_problems(source)
+        fs = [engine.parse_polynomial(text or "")] if source == POLYNOMIAL else [p.f for p in case_problems(source)]
         configs = parse_configs(rows)
         runs = max(1, int(runs))
         table, stats, phases, outputs = [], [], {}, {}
@@ -169,7 +151,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                     "transformers `generate()` on the same weights) and compare latency, phases and outputs. "
                     "A blank cell keeps the preset's value.")
         with gr.Row():
-            source = gr.Dropdown([POLYNOMIAL, *SEED_CASES], value=POLYNOMIAL, label="Input",
+            source = gr.Dropdown([POLYNOMIAL, *GEN_CASES], value=POLYNOMIAL, label="Input",
                                  info="a polynomial, or one of the seed's generation cases", elem_id="compare-source")
             text = gr.Textbox(example_problems()[0][1], label="f(a)", elem_id="compare-input", scale=2)
             with gr.Column():

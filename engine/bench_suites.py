@@ -32,11 +32,14 @@ def _result(suite: str, subject: Subject, settings: dict, definitions: list[str]
             "definitions": definitions, "columns": columns, "rows": rows, "summary": summary, "notes": notes or []}
 
 
-def _case_problems(pairs: tuple[tuple[int, int], ...]) -> list:
-    """Distinct problems for a case: the k-th problem of a pair is the k-th one generated for it."""
+def case_problems(case: str) -> list:
+    """The problems of one generation case (single_short, batch_3_mixed, ...): the k-th problem of a pair in
+    a case is the k-th one generated for it, so the problems of a case are distinct."""
+    if case not in GEN_CASES:
+        raise ValueError(f"unknown case {case!r}; choose from {', '.join(GEN_CASES)}")
     seen: dict[tuple[int, int], int] = {}
     out = []
-    for pair in pairs:
+    for pair in GEN_CASES[case]:
         k = seen.get(pair, 0)
         seen[pair] = k + 1
         out.append(problems(pair, k + 1)[k])
@@ -47,8 +50,8 @@ def generation(subject: Subject, runs: int, warmup: int, progress: Progress | No
     """The seed's generation table: five cases x V1/V2/V3/fastest, avg/min/max ms over `runs` (the presets
     take turns run by run)."""
     rows, outputs, avg = [], {}, {}
-    for ci, (case, pairs) in enumerate(GEN_CASES.items()):
-        batch = _case_problems(pairs)
+    for ci, case in enumerate(GEN_CASES):
+        batch = case_problems(case)
         prompts = [prompt_ids(p) for p in batch]
         lengths = sorted(len(p) for p in prompts)
         report(progress, ci / len(GEN_CASES), f"generation {case}")

@@ -12,50 +12,27 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import torch
 
-from . import polynomial
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from .cli import add_decode_args, options_from_args
 from .data import out_of_domain
-from .decode import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, Answer, DecodeOptions, decode,
-                     encode_problem, preset, rank_answers, run_to_completion)
+from .decode import Answer, DecodeOptions, decode, encode_problem, rank_answers, run_to_completion
 from .device import pick_device
 from .model import GPT, PRESETS
+from .parse import parse_polynomial
 from .polynomial import Poly, PolynomialError, to_prefix, to_unicode
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m engine.decompose", description=__doc__.split("\n")[0])
     ap.add_argument("polynomial", help='f(a), e.g. "a^4 + 4a^3 + 2a^2 - 4a + 1" (or seed prefix tokens)')
-    ap.add_argument("--preset", choices=sorted(DECODE_PRESETS), default="fastest", help="starting options")
-    ap.add_argument("--decoder", choices=DECODERS)
-    ap.add_argument("--width", type=int, help="beams (beam search only)")
-    ap.add_argument("--cache", choices=CACHES)
-    ap.add_argument("--beam-cache", choices=BEAM_CACHES)
-    ap.add_argument("--attention", choices=ATTENTIONS)
-    ap.add_argument("--max-new", type=int, help="most answer tokens, END included")
-    ap.add_argument("--seed", type=int, help="sampling seed")
-    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    add_decode_args(ap)
     ap.add_argument("--checkpoint", default=None, help=f"weights stem (default: {os.path.relpath(DEFAULT_CHECKPOINT)})")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return ap.parse_args(argv)
-
-
-def options_from(args: argparse.Namespace) -> DecodeOptions:
-    """The preset, with every flag that was given replacing its field (ValueError on bad values)."""
-    given = {k: getattr(args, k) for k in ("decoder", "width", "cache", "beam_cache", "attention", "max_new", "seed")}
-    opts = preset(args.preset, **{k: v for k, v in given.items() if v is not None})
-    if opts.decoder != "beam" and args.width is None:
-        opts = replace(opts, width=1)
-    return opts
-
-
-def read_polynomial(text: str) -> Poly:
-    if hasattr(polynomial, "parse_polynomial"):
-        return polynomial.parse_polynomial(text)
-    return polynomial.from_prefix(text)
 
 
 def load(path: str | None, device: torch.device) -> tuple[GPT, str, bool]:
@@ -92,8 +69,8 @@ def render(f: Poly, source: str, trained: bool, opts: DecodeOptions, answers, re
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        f = read_polynomial(args.polynomial)
-        opts = options_from(args)
+        f = parse_polynomial(args.polynomial)
+        opts = options_from_args(args)
         device = pick_device(args.device)
         model, source, trained = load(args.checkpoint, device)
         result = run_to_completion(decode(model, [encode_problem(f)], opts))

@@ -299,4 +299,4 @@ def verify(f: Poly, q: Poly) -> Verdict:
 
 
 # parse.py builds on this module; the parser is re-exported here so one import gives everything.
-from .parse import parse_polynomial  # noqa: E402
+from .parse import parse_polynomial  # noqa: E402,F401  (re-exported)

@@ -13,46 +13,14 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import fields, replace
-
 
 from .bench_util import random_model
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from .decode import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, preset
+from .cli import add_decode_args, options_from_args
 from .device import pick_device, set_threads
 from .parse import parse_polynomial
 from .polynomial import PolynomialError
 from .profiler import PHASES, profile_run
-
-OPTION_FLAGS = ("decoder", "width", "cache", "beam_cache", "attention", "max_new", "length_penalty",
-                "temperature", "top_k", "top_p", "seed")
-
-
-def add_decode_args(ap: argparse.ArgumentParser) -> None:
-    """Decode options as in engine.decompose: a named preset, then any field overridden by its flag."""
-    ap.add_argument("--preset", default="fastest", choices=sorted(DECODE_PRESETS), help="decode preset")
-    ap.add_argument("--decoder", choices=DECODERS)
-    ap.add_argument("--width", type=int, help="beam width")
-    ap.add_argument("--cache", choices=CACHES)
-    ap.add_argument("--beam-cache", choices=BEAM_CACHES)
-    ap.add_argument("--attention", choices=ATTENTIONS)
-    ap.add_argument("--max-new", type=int, help="most tokens generated, END included")
-    ap.add_argument("--length-penalty", type=float)
-    ap.add_argument("--temperature", type=float)
-    ap.add_argument("--top-k", type=int)
-    ap.add_argument("--top-p", type=float)
-    ap.add_argument("--seed", type=int, help="sampling seed")
-    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-
-
-def options_from_args(args: argparse.Namespace) -> DecodeOptions:
-    """The preset with every flag that was given applied (DecodeOptions validates the result)."""
-    known = {f.name for f in fields(DecodeOptions)}
-    overrides = {k: getattr(args, k) for k in OPTION_FLAGS if k in known and getattr(args, k) is not None}
-    opts = preset(args.preset, **overrides)
-    if opts.decoder != "beam" and args.width is None:  # as in engine.decompose
-        opts = replace(opts, width=1)
-    return opts
 
 
 def format_summary(s: dict) -> str:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import math
 import os
 import random
 import signal
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -206,7 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     log_w, val_w = csv.writer(log_fh), csv.writer(val_fh)
     # With a time budget the bar counts training minutes; otherwise steps.
     bar = tqdm(total=round(args.minutes, 1) if args.minutes else args.max_steps, desc="train", dynamic_ncols=True,
-               initial=round(elapsed / 60, 1) if args.minutes else step, unit="min" if args.minutes else "step")
+               initial=round(elapsed / 60, 1) if args.minutes else step, unit="min" if args.minutes else "step",
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} min [{elapsed}<{remaining}{postfix}]"
+               if args.minutes else None)
     last_save = time.time()
     model.train()
     try:

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
@@ -108,6 +109,19 @@ def running_app(checkpoint: str, profile_dir: str) -> Iterator[App]:
         yield App(url, proc, log_path)
     finally:
         stop_group(proc)
+
+
+@contextlib.contextmanager
+def served_app(root, n_problems: int) -> Iterator[SimpleNamespace]:
+    """A frozen copy of the shipped weights served by `python app.py` under `root` (a pathlib directory),
+    with n (2,2) problems that checkpoint verifies, found while the app boots."""
+    checkpoint = frozen_weights(str(root))
+    profile_dir = root / "profiles"
+    profile_dir.mkdir()
+    with running_app(checkpoint, str(profile_dir)) as app:
+        problems = solvable_problems(checkpoint, n_problems)
+        app.wait()
+        yield SimpleNamespace(app=app, url=app.url, profile_dir=str(profile_dir), problems=problems)
 
 
 @contextlib.contextmanager

@@ -5,11 +5,10 @@ test-artifacts/screenshots/ (and docs/screenshots/ for the README)."""
 import json
 import time
 import urllib.request
-from types import SimpleNamespace
 
 import pytest
 
-from app_server import chromium, frozen_weights, running_app, screenshot, solvable_problems
+from app_server import chromium, screenshot, served_app
 
 import engine
 from demo.formatting import ascii_poly
@@ -19,13 +18,8 @@ TIMEOUT_MS = 120_000  # the CPU is shared with training and other tests; be pati
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser")
-    checkpoint = frozen_weights(str(root))
-    (root / "profiles").mkdir()
-    with running_app(checkpoint, str(root / "profiles")) as app:
-        problems = solvable_problems(checkpoint, 2)  # (2,2) problems it verifies at width 10; the app boots meanwhile
-        app.wait()
-        yield SimpleNamespace(url=app.url, profile_dir=str(root / "profiles"), problems=problems)
+    with served_app(tmp_path_factory.mktemp("browser"), 2) as served:  # (2,2) problems it verifies at width 10
+        yield served
 
 
 @pytest.fixture(scope="module")

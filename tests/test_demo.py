@@ -256,6 +256,18 @@ def test_app_listens_on_localhost_with_the_shipped_model_by_default():
     args = app.parse_args([])
     assert (args.host, args.port, args.checkpoint) == ("127.0.0.1", 7860, engine.DEFAULT_CHECKPOINT)
     assert app.parse_args(["--host", "0.0.0.0", "--checkpoint", "x"]).checkpoint == "x"
+    assert args.threads is None  # torch's choice unless asked
+
+
+def test_app_threads_flag_sets_torch_threads_and_rejects_zero():
+    import app
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit, match="--threads must be >= 1"):
+            app.main(["--threads", "0"])
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_model_is_loaded_once(lab):

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from gradio_client import Client
 
-from app_server import frozen_weights, running_app, solvable_problems
+from app_server import served_app
 
 import engine
 from demo.formatting import ascii_poly
@@ -18,13 +18,8 @@ USERS = 8
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("load")
-    checkpoint = frozen_weights(str(root))
-    (root / "profiles").mkdir()
-    with running_app(checkpoint, str(root / "profiles")) as app:
-        problems = solvable_problems(checkpoint, USERS)  # the app boots meanwhile
-        app.wait()
-        yield app, str(root / "profiles"), problems
+    with served_app(tmp_path_factory.mktemp("load"), USERS) as served:
+        yield served
 
 
 def beam_search(url: str, f) -> dict:
@@ -39,7 +34,7 @@ def record_profile(url: str) -> str:
 
 
 def test_concurrent_beam_searches_and_a_profile(server):
-    app, profile_dir, problems = server
+    app, profile_dir, problems = server.app, server.profile_dir, server.problems
     url = app.url
     with ThreadPoolExecutor(USERS + 1) as pool:
         searches = [pool.submit(beam_search, url, f) for f, _ in problems]

@@ -1,6 +1,5 @@
 """The trainer: answer-only loss masks, a short run, resume and export."""
 import csv
-import json
 import os
 
 import torch
