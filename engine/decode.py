@@ -6,7 +6,7 @@
 
 Every option (cache strategy, beam cache handling, attention backend, mask reuse, grad mode, the
 seed's one-beam-at-a-time loop) changes speed only; the tokens and scores stay the same.
-Beam search follows Hugging Face generate() (num_beams=K, do_sample=False, early_stopping=False):
+Beam search (engine/beam.py) follows Hugging Face generate() (num_beams=K, do_sample=False, early_stopping=False):
 per problem the top 2K (beam, token) candidates by cumulative log-prob; a candidate ending with
 END and ranked < K joins the finished hypotheses (best K kept by score / len ** length_penalty,
 len counting END); the first K others live on; a problem is done when it holds K finished and
@@ -149,7 +149,8 @@ def decode(model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -> Gene
     """prompts: token ids each ending with SEP (⁇). Yields a Step per decode step; returns Decoded."""
     check_prompts(model, prompts, opts)
     if opts.decoder == "beam":
-        return _beam(model, prompts, opts)
+        from .beam import beam_search  # beam.py builds on this module's events and sessions
+        return beam_search(model, prompts, opts)
     return _single(model, prompts, opts)
 
 
@@ -238,110 +239,6 @@ def _single(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decode
         if not active:
             break
     return Decoded(tuple(hyps), tuple(steps), prefill_ms, sum(s.elapsed_ms for s in steps))
-
-
-# ---------------------------------------------------------------- beam search
-
-@dataclass
-class _Problem:
-    """Python-side bookkeeping of one problem's beams (the tensors live in the session)."""
-    index: int
-    ids: list[tuple[int, ...]]     # live beams' generated ids, by slot
-    where: list[int]               # index of each live slot in the previous Step.beams (-1: not shown)
-    finished: list[tuple[float, Hypothesis]]
-
-    def add_finished(self, score: float, hyp: Hypothesis, width: int) -> None:
-        self.finished.append((score, hyp))
-        self.finished.sort(key=lambda x: -x[0])  # stable: earlier hypotheses win ties, like HF's merge
-        del self.finished[width:]
-
-
-def _beam(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decoded]:
-    K, V = opts.width, model.config.vocab_size
-    sess = _session(model, prompts, opts)
-    problems = [_Problem(b, [()] * K, [-1] * K, []) for b in range(len(prompts))]
-    active = list(problems)
-    steps, prefill_ms, live_tok = [], 0.0, None
-    for step in range(opts.max_new):
-        t0 = time.perf_counter()
-        last = step == opts.max_new - 1
-        with grad_mode(opts.grad_mode):
-            if step == 0:
-                logprobs = F.log_softmax(sess.prefill().float(), dim=-1)  # (G, V)
-                prefill_ms = sess.elapsed_since(t0)
-                start = logprobs.new_full((K,), -1e9)
-                start[0] = 0.0  # HF: only the first copy of the prompt may pick tokens at step 0
-                cand = logprobs[:, None, :] + start[None, :, None]  # (G, K, V)
-                sess.expand(K)
-            else:
-                logprobs = F.log_softmax(sess.step(live_tok).float(), dim=-1)
-                cand = logprobs.view(len(active), K, V) + live_scores[:, :, None]
-            with phase("beam_select"):
-                sel = _select(cand.view(len(active), K * V), K, V, step + 1, opts.length_penalty, last)
-                live_scores, live_tok = sel["live_scores"], sel["live_tok"]
-                host = {k: v.tolist() for k, v in sel.items() if k != "live_tok"}
-        beams, keep, parents = _advance_problems(active, host, K, last)
-        active = [active[i] for i in keep]
-        if active:
-            with grad_mode(opts.grad_mode):
-                sess.select(parents, keep_problems=keep)
-                if len(keep) < len(host["best"]):
-                    rows = torch.tensor(keep, device=live_tok.device)
-                    live_scores, live_tok = live_scores[rows], live_tok[rows]
-                live_tok = live_tok.reshape(-1)
-        ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes)
-        steps.append(ev)
-        yield ev
-        if not active:
-            break
-    hyps = tuple(tuple(h for _, h in p.finished) for p in problems)
-    return Decoded(hyps, tuple(steps), prefill_ms, sum(s.elapsed_ms for s in steps))
-
-
-def _select(cand: torch.Tensor, K: int, V: int, length: int, length_penalty: float, last: bool) -> dict:
-    """The tensor half of one beam step, for G problems at once. cand (G, K*V) cumulative log-probs."""
-    top_scores, top_idx = cand.topk(2 * K, dim=-1)  # (G, 2K), best first
-    src, tok = top_idx // V, top_idx % V
-    ends = torch.ones_like(tok, dtype=torch.bool) if last else tok == SEP_ID
-    running = top_scores + ends.float() * -1e9  # ended candidates cannot live on
-    nxt = running.topk(K, dim=-1).indices  # (G, K): the first K that did not end
-    live_scores = running.gather(1, nxt)
-    best = live_scores[:, 0] / float(length ** length_penalty)  # HF's early-stop estimate
-    return {"top_scores": top_scores, "ranked": top_scores / float(length ** length_penalty), "src": src,
-            "tok": tok, "ends": ends, "nxt": nxt, "live_scores": live_scores, "live_src": src.gather(1, nxt),
-            "live_tok": tok.gather(1, nxt), "best": best}
-
-
-def _advance_problems(active: list[_Problem], host: dict, K: int, last: bool):
-    """The Python half: finished hypotheses, live beams' ids, early stop, Step beams and parent rows."""
-    beams, keep, parents = [], [], []
-    for g, p in enumerate(active):
-        for c in range(K):  # only the top K candidates may finish (HF's top_num_beam_mask)
-            score = host["top_scores"][g][c]
-            if host["ends"][g][c] and score > UNREACHABLE:
-                s, t = host["src"][g][c], host["tok"][g][c]
-                ended = t == SEP_ID
-                ids = p.ids[s] + (t,)
-                p.add_finished(host["ranked"][g][c], Hypothesis(ids[:-1] if ended else ids, host["ranked"][g][c],
-                                                                ended), K)
-                beams.append(Beam(p.index, ids, score, p.where[s], True))
-        new_ids, new_where = [], []
-        live_src = host["live_src"][g]
-        for j in range(K):
-            s, score = live_src[j], host["live_scores"][g][j]
-            new_ids.append(p.ids[s] + (host["tok"][g][host["nxt"][g][j]],))
-            if score > UNREACHABLE and not last:
-                new_where.append(len(beams))
-                beams.append(Beam(p.index, new_ids[-1], score, p.where[s], False))
-            else:
-                new_where.append(-1)
-        p.ids, p.where = new_ids, new_where
-        full = len(p.finished) == K
-        improvable = host["best"][g] > (p.finished[-1][0] if full else -1e9)
-        if not last and improvable:
-            keep.append(g)
-            parents.extend(g * K + s for s in live_src)
-    return beams, keep, parents
 
 
 # ---------------------------------------------------------------- answers
