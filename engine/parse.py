@@ -1,6 +1,6 @@
 """A safe parser for polynomials as people type them: `3a² - 2(a+1)^2`, `(a+1)(a−1)`, `a**3 + 5`.
 
-Hand-written lexer and recursive descent; nothing is ever evaluated as Python. Parsing builds a
+Hand-written lexer (lexer.py) and recursive descent; nothing is ever evaluated as Python. Parsing builds a
 small tree whose degree and coefficient size are bounded symbolically at every node, so
 `(a+1)^999999` or `((a+1)^30)^30` is refused before a single multiplication. Text in the seed
 prefix format (`+ P 1 2 + * N 5 a * N 1 6 ^ a P 2`) is recognised and read with from_prefix_tokens.
@@ -9,27 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .lexer import MAX_COEFF, Tok, lex
 from .polynomial import Poly, PolynomialError, add, degree, from_prefix_tokens, mul, normalize, scale
 
 MAX_CHARS = 400  # typed (infix) input
 MAX_PREFIX_CHARS = 1200  # a 4_4 prompt in prefix tokens is about 500 characters
-MAX_COEFF = 10**15  # largest |integer| accepted, as a literal and in the expanded result
 MAX_DEPTH = 32  # parentheses nesting
 _SATURATE = 10**40  # bound arithmetic stops growing here; far above every limit
 
-_DIGITS = "0123456789"
-_SUPERSCRIPTS = {ch: d for d, ch in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")}
-_MINUS = "-−–"  # ASCII hyphen, unicode minus, en dash (pasted text)
-_TIMES = "*·×⋅"
-_PREFIX_VOCAB = frozenset(["+", "*", "^", "P", "N", *_DIGITS, "a", "b", "c", "d", "e", "x", "y", "z"])
-
-
-@dataclass(frozen=True)
-class _Tok:
-    kind: str  # num | var | sup | + | - | * | ^ | ( | ) | end
-    col: int  # 1-based column of the first character
-    text: str
-    value: int = 0  # the integer of num and sup
+_PREFIX_VOCAB = frozenset(["+", "*", "^", "P", "N", *"0123456789", "a", "b", "c", "d", "e", "x", "y", "z"])
 
 
 @dataclass(frozen=True)
@@ -40,55 +28,6 @@ class _Node:
     norm: int  # upper bound on the sum of |coefficients| (saturating); it bounds every coefficient
     args: tuple[_Node, ...] = ()
     value: int = 0  # the literal of num, the exponent of pow
-
-
-def _short(digits: str) -> str:
-    return digits if len(digits) <= 24 else digits[:20] + "…"
-
-
-def _lex(text: str) -> list[_Tok]:
-    toks: list[_Tok] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch, col = text[i], i + 1
-        if ch.isspace():
-            i += 1
-            continue
-        if ch in _DIGITS or ch in _SUPERSCRIPTS:
-            table = _DIGITS if ch in _DIGITS else _SUPERSCRIPTS
-            j = i
-            while j < n and text[j] in table:
-                j += 1
-            run = text[i:j]
-            digits = run if table is _DIGITS else "".join(str(_SUPERSCRIPTS[c]) for c in run)
-            if int(digits) > MAX_COEFF:
-                raise PolynomialError(f"the number {_short(digits)} is beyond the limit of 10^15", col)
-            toks.append(_Tok("num" if table is _DIGITS else "sup", col, run, int(digits)))
-            i = j
-            continue
-        if ch == "*" and text[i + 1:i + 2] == "*":
-            toks.append(_Tok("^", col, "**"))
-            i += 2
-            continue
-        if ch in _TIMES:
-            toks.append(_Tok("*", col, ch))
-        elif ch in _MINUS:
-            toks.append(_Tok("-", col, ch))
-        elif ch in "+^()":
-            toks.append(_Tok(ch, col, ch))
-        elif ch.isalpha():
-            toks.append(_Tok("var", col, ch))
-        elif ch == "⁻":
-            raise PolynomialError("negative exponents do not give a polynomial", col)
-        elif ch in ".,":
-            raise PolynomialError(f"only whole numbers are supported, found {ch!r}", col)
-        elif ch in "/÷:":
-            raise PolynomialError("division is not supported", col)
-        else:
-            raise PolynomialError(f"unexpected character {ch!r}", col)
-        i += 1
-    toks.append(_Tok("end", n + 1, ""))
-    return toks
 
 
 def _cap(x: int) -> int:
@@ -118,15 +57,15 @@ class _Parser:
     primary := integer | letter | '(' sum ')'
     """
 
-    def __init__(self, toks: list[_Tok], max_degree: int):
+    def __init__(self, toks: list[Tok], max_degree: int):
         self.toks, self.i, self.max_degree = toks, 0, max_degree
         self.depth = 0
-        self.var: _Tok | None = None
+        self.var: Tok | None = None
 
-    def peek(self) -> _Tok:
+    def peek(self) -> Tok:
         return self.toks[self.i]
 
-    def take(self) -> _Tok:
+    def take(self) -> Tok:
         tok = self.toks[self.i]
         self.i += 1
         return tok
@@ -143,7 +82,7 @@ class _Parser:
         self.check(col, deg, norm)
         return _Node(op, col, deg, norm, args, value)
 
-    def unexpected(self, tok: _Tok) -> PolynomialError:
+    def unexpected(self, tok: Tok) -> PolynomialError:
         if tok.kind == "end":
             return PolynomialError("the input ends early: expected a number, a variable or '('", tok.col)
         return PolynomialError(f"unexpected {tok.text!r}", tok.col)
@@ -171,7 +110,7 @@ class _Parser:
             return terms[0]
         return self.node("add", terms[0].col, deg, norm, tuple(terms))
 
-    def signs(self) -> _Tok | None:
+    def signs(self) -> Tok | None:
         """Consume leading signs; the first minus token if their product is negative."""
         negative, first = False, None
         while self.peek().kind in ("+", "-"):
@@ -343,5 +282,5 @@ def parse_polynomial(text: str, max_degree: int = 32) -> Poly:
         return _check_result(_read_prefix(text), max_degree)
     if len(text) > MAX_CHARS:
         raise PolynomialError(f"the input is {len(text)} characters long, above the limit of {MAX_CHARS}")
-    tree = _Parser(_lex(text), max_degree).parse()
+    tree = _Parser(lex(text), max_degree).parse()
     return _check_result(_expand(tree), max_degree)
