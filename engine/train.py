@@ -139,11 +139,24 @@ def lr_at(step: int, elapsed: float, args) -> float:
     return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def save_state(path, model, opt, step, args, elapsed):
+def save_state(path, model, opt, step, args, elapsed, history):
     tmp = path + ".tmp"
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "elapsed": elapsed, "args": vars(args), "config": asdict(model.config)}, tmp)
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+                "args": vars(args), "config": asdict(model.config), "history": history}, tmp)
     os.replace(tmp, path)
+
+
+def segment(args, step: int, elapsed: float) -> dict:
+    """What this invocation trains with, from where it starts; its end is filled in as it goes."""
+    return {"from_step": step, "to_step": step, "from_minutes": round(elapsed / 60, 1),
+            "to_minutes": round(elapsed / 60, 1), "mix": args.mix, "data": args.data, "minutes": args.minutes,
+            "max_steps": args.max_steps, "lr": args.lr, "batch_tokens": args.batch_tokens,
+            "threads": torch.get_num_threads()}
+
+
+def history_until(history: list[dict], seg: dict, step: int, elapsed: float) -> list[dict]:
+    """Every earlier invocation of this run plus the current one up to `step` (resumes change the recipe)."""
+    return history + [dict(seg, to_step=step, to_minutes=round(elapsed / 60, 1))]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,13 +198,14 @@ def main(argv: list[str] | None = None) -> None:
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
-    step, elapsed = 0, 0.0
+    step, elapsed, history = 0, 0.0, []
     if args.resume:
         st = torch.load(state_path, weights_only=True)
         load_state(model, st["model"], source=state_path)
         opt.load_state_dict(st["opt"])
-        step, elapsed = st["step"], st["elapsed"]
+        step, elapsed, history = st["step"], st["elapsed"], st.get("history", [])
         log.info(f"resumed from {state_path} at step {step} ({elapsed / 60:.1f} min trained)")
+    seg = segment(args, step, elapsed)
     mix = parse_mix(args.mix)
     batches = Batches(mix, args.batch_tokens, not args.no_canonical, args.seed + step, args.data)
     val_rng = random.Random(999_001)  # fixed validation problems, disjoint seed from training
@@ -240,24 +254,25 @@ def main(argv: list[str] | None = None) -> None:
                 val_fh.flush()
                 log.info(f"step {step}: greedy verified " + " ".join(f"{k} {a:.0%}" for k, a in accs.items()))
                 if args.out:  # keep the exported model current, so a cut run still leaves usable weights
-                    export(model, args, step, elapsed, finished)
+                    export(model, args, step, elapsed, finished, history_until(history, seg, step, elapsed))
                     model.train()
             if time.time() - last_save > args.save_every:
-                save_state(state_path, model, opt, step, args, elapsed)
+                save_state(state_path, model, opt, step, args, elapsed, history_until(history, seg, step, elapsed))
                 log_fh.flush()
                 last_save = time.time()
     finally:
         bar.close()
-        save_state(state_path, model, opt, step, args, elapsed)
+        save_state(state_path, model, opt, step, args, elapsed, history_until(history, seg, step, elapsed))
         log_fh.close()
         val_fh.close()
     log.info(f"stopped at step {step} after {elapsed / 60:.1f} min of training; state in {state_path}")
 
 
-def export(model: GPT, args, step: int, elapsed: float, finished: bool) -> None:
+def export(model: GPT, args, step: int, elapsed: float, finished: bool, history: list[dict]) -> None:
     meta = {"recipe": {k: v for k, v in vars(args).items() if k not in ("resume", "out")},
             "steps": step, "train_minutes": round(elapsed / 60, 1), "canonical_targets": not args.no_canonical,
-            "trained": True, "finished": finished, "machine": f"CPU, {torch.get_num_threads()} threads"}
+            "trained": True, "finished": finished, "machine": f"CPU, {torch.get_num_threads()} threads",
+            "history": history}
     stem = save_checkpoint(model.eval(), args.out, meta)
     log.info(f"exported {stem}.safetensors (step {step}, finished={finished})")
 

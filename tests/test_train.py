@@ -38,6 +38,8 @@ def test_short_run_resume_and_export(tmp_path):
     assert steps == [1, 2, 3, 4, 5]
     model, meta = load_checkpoint(out)
     assert meta["steps"] == 5 and meta["finished"] and meta["trained"]
+    # the recipe of each invocation is kept: resumes may change the mix or the budget
+    assert [(h["from_step"], h["to_step"], h["max_steps"]) for h in meta["history"]] == [(0, 3, 3), (3, 5, 5)]
     assert model.config.n_embd == 32
     with open(os.path.join(run, "val.csv")) as fh:
         assert any(r[2] == "2_2" for r in csv.reader(fh))
