@@ -126,7 +126,7 @@ def verified_accuracy(model: GPT, problems: list[Problem]) -> float:
 
 def progress(step: int, elapsed: float, args) -> float:
     """Fraction of the run done: by steps, or by training time when --minutes is set."""
-    by_steps = step / args.max_steps
+    by_steps = step / args.max_steps if args.max_steps else 0.0
     return max(by_steps, elapsed / (60 * args.minutes)) if args.minutes else by_steps
 
 
@@ -159,7 +159,7 @@ def history_until(history: list[dict], seg: dict, step: int, elapsed: float) -> 
     return history + [dict(seg, to_step=step, to_minutes=round(elapsed / 60, 1))]
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Train the polynomial-decomposition GPT.")
     ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
     ap.add_argument("--run-dir", default="runs/default", help="resume state, log.csv, val.csv")
@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="degree pairs with weights, e.g. 2_2:0.5,3_3:0.1 (share of steps)")
     ap.add_argument("--no-canonical", action="store_true", help="train on raw targets (random constant)")
     ap.add_argument("--batch-tokens", type=int, default=8192)
-    ap.add_argument("--max-steps", type=int, default=4000)
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="step budget (default: 4000, or none when --minutes is given); the first one reached ends it")
     ap.add_argument("--minutes", type=float, default=0.0,
                     help="training-time budget; the cosine schedule follows it and the run stops at it")
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -184,11 +185,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-n", type=int, default=48, help="validation problems per pair")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.max_steps is None:
+        args.max_steps = 0 if args.minutes else 4000
+    if not args.max_steps and not args.minutes:
+        ap.error("give a budget: --max-steps N and/or --minutes M")
     try:
         set_threads(args.threads)
     except ValueError as e:
         ap.error(str(e))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.makedirs(args.run_dir, exist_ok=True)
     state_path = os.path.join(args.run_dir, "state.pt")
 
@@ -204,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
         load_state(model, st["model"], source=state_path)
         opt.load_state_dict(st["opt"])
         step, elapsed, history = st["step"], st["elapsed"], st.get("history", [])
-        log.info(f"resumed from {state_path} at step {step} ({elapsed / 60:.1f} min trained)")
+        log.info(f"resumed from {state_path} at step {step} ({elapsed / 60:.1f} min trained); "
+                 f"{progress(step, elapsed, args):.0%} of this budget done, lr now {lr_at(step, elapsed, args):.2e}")
     seg = segment(args, step, elapsed)
     mix = parse_mix(args.mix)
     batches = Batches(mix, args.batch_tokens, not args.no_canonical, args.seed + step, args.data)

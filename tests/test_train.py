@@ -2,11 +2,12 @@
 import csv
 import os
 
+import pytest
 import torch
 
 from engine.checkpoint import load_checkpoint
 from engine.data import random_problem
-from engine.train import main, make_batch, problem_ids
+from engine.train import lr_at, main, make_batch, parse_args, problem_ids, progress
 from engine.tokenizer import SEP_ID
 import random
 
@@ -43,3 +44,16 @@ def test_short_run_resume_and_export(tmp_path):
     assert model.config.n_embd == 32
     with open(os.path.join(run, "val.csv")) as fh:
         assert any(r[2] == "2_2" for r in csv.reader(fh))
+
+
+def test_a_time_budget_alone_is_not_cut_by_a_default_step_budget():
+    """Guards against a --minutes run stopping (and its learning rate collapsing) at a hidden step cap."""
+    args = parse_args(["--minutes", "100"])
+    assert args.max_steps == 0
+    assert progress(50_000, 30 * 60, args) == pytest.approx(0.3)
+    assert lr_at(50_000, 50 * 60, args) == pytest.approx(args.lr * (0.1 + 0.9 * 0.5))  # half way: mid cosine
+    assert parse_args([]).max_steps == 4000
+    both = parse_args(["--minutes", "100", "--max-steps", "1000"])
+    assert progress(500, 60 * 60, both) == pytest.approx(0.6)  # whichever budget is further along
+    with pytest.raises(SystemExit):
+        parse_args(["--max-steps", "0"])
