@@ -1,11 +1,13 @@
-"""Train the GPT on polynomial decomposition, on the CPU, with resume.
+"""Train the GPT on polynomial decomposition, on the CPU (or a CUDA GPU), with resume.
 
     python -m engine.train --out weights/default --run-dir runs/default --max-steps 4000
     python -m engine.train --run-dir runs/default --resume        # continue a cut run
+    python -m engine.train --preset paper --device cuda --minutes 60 --out weights/paper   # on a GPU
 
 Problems are generated on the fly (or read with --data); targets are canonical by default;
 the loss covers only the answer tokens. Each batch holds one degree pair (similar lengths,
-little padding) and about --batch-tokens tokens.
+little padding) and about --batch-tokens tokens. On a CUDA device the forward and backward run
+under bfloat16 autocast (weights and optimizer state stay float32).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import os
 import random
 import signal
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 
 import torch
@@ -24,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import load_state, save_checkpoint
-from .device import set_threads
+from .device import pick_device, set_threads
 from .data import ALL_PAIRS, Problem, parse_pair, random_problem, read_dataset
 from .model import GPT, PRESETS
 from .polynomial import from_prefix_tokens, PolynomialError, verify
@@ -90,21 +93,24 @@ def greedy_answers(model: GPT, problems: list[Problem], max_new: int = 40) -> li
     """Plain full-recompute greedy decoding (independent of engine.decode, on purpose: it is the
     training-time yardstick). Right padding is exact here because attention is causal."""
     prompts = [problem_ids(p)[0] for p in problems]
-    lens = torch.tensor([len(p) for p in prompts])
+    device = next(model.parameters()).device
+    lens = torch.tensor([len(p) for p in prompts], device=device)
     T = min(model.config.block_size, int(lens.max()) + max_new)
     buf = torch.full((len(prompts), T), PAD_ID, dtype=torch.long)
     for r, p in enumerate(prompts):
         buf[r, : len(p)] = torch.tensor(p)
+    buf = buf.to(device)
     out = [[] for _ in prompts]
-    done = torch.zeros(len(prompts), dtype=torch.bool)
-    rows = torch.arange(len(prompts))
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    rows = torch.arange(len(prompts), device=device)
     for _ in range(max_new):
         if done.all() or int(lens.max()) >= T:
             break
         logits = model(buf[:, : int(lens.max())])
         nxt = logits[rows, lens - 1].argmax(-1)
+        nxt_host = nxt.tolist()
         for r in torch.nonzero(~done).flatten().tolist():
-            t = int(nxt[r])
+            t = nxt_host[r]
             if t == SEP_ID:
                 done[r] = True
             else:
@@ -151,7 +157,7 @@ def segment(args, step: int, elapsed: float) -> dict:
     return {"from_step": step, "to_step": step, "from_minutes": round(elapsed / 60, 1),
             "to_minutes": round(elapsed / 60, 1), "mix": args.mix, "data": args.data, "minutes": args.minutes,
             "max_steps": args.max_steps, "lr": args.lr, "batch_tokens": args.batch_tokens,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "device": args.device}
 
 
 def history_until(history: list[dict], seg: dict, step: int, elapsed: float) -> list[dict]:
@@ -181,6 +187,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--grad-clip", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--save-every", type=float, default=300.0, help="seconds between resume states")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-n", type=int, default=48, help="validation problems per pair")
@@ -191,6 +198,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("give a budget: --max-steps N and/or --minutes M")
     try:
         set_threads(args.threads)
+        args.device = str(pick_device(args.device))
     except ValueError as e:
         ap.error(str(e))
     return args
@@ -203,16 +211,20 @@ def main(argv: list[str] | None = None) -> None:
     state_path = os.path.join(args.run_dir, "state.pt")
 
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
     model = GPT(PRESETS[args.preset])
+    st = torch.load(state_path, map_location="cpu", weights_only=True) if args.resume else None
+    if st is not None:
+        load_state(model, st["model"], source=state_path)
+    model.to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     step, elapsed, history = 0, 0.0, []
-    if args.resume:
-        st = torch.load(state_path, weights_only=True)
-        load_state(model, st["model"], source=state_path)
-        opt.load_state_dict(st["opt"])
+    if st is not None:
+        opt.load_state_dict(st["opt"])  # moves the moments to the parameters' device
         step, elapsed, history = st["step"], st["elapsed"], st.get("history", [])
         log.info(f"resumed from {state_path} at step {step} ({elapsed / 60:.1f} min trained); "
                  f"{progress(step, elapsed, args):.0%} of this budget done, lr now {lr_at(step, elapsed, args):.2e}")
@@ -238,11 +250,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         while progress(step, elapsed, args) < 1.0 and not stop["now"]:
             t0 = time.time()
-            x, y = make_batch(batches.next())
+            x, y = (t.to(device) for t in make_batch(batches.next()))
             for g in opt.param_groups:
                 g["lr"] = lr = lr_at(step, elapsed, args)
-            logits = model(x)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1), ignore_index=-1)
+            with autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.view(-1), ignore_index=-1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -279,10 +292,16 @@ def main(argv: list[str] | None = None) -> None:
     log.info(f"stopped at step {step} after {elapsed / 60:.1f} min of training; state in {state_path}")
 
 
+def machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"GPU: {torch.cuda.get_device_name(torch.device(device))}"
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
 def export(model: GPT, args, step: int, elapsed: float, finished: bool, history: list[dict]) -> None:
     meta = {"recipe": {k: v for k, v in vars(args).items() if k not in ("resume", "out")},
             "steps": step, "train_minutes": round(elapsed / 60, 1), "canonical_targets": not args.no_canonical,
-            "trained": True, "finished": finished, "machine": f"CPU, {torch.get_num_threads()} threads",
+            "trained": True, "finished": finished, "machine": machine(args.device),
             "history": history}
     stem = save_checkpoint(model.eval(), args.out, meta)
     log.info(f"exported {stem}.safetensors (step {step}, finished={finished})")

@@ -41,6 +41,7 @@ def test_short_run_resume_and_export(tmp_path):
     assert meta["steps"] == 5 and meta["finished"] and meta["trained"]
     # the recipe of each invocation is kept: resumes may change the mix or the budget
     assert [(h["from_step"], h["to_step"], h["max_steps"]) for h in meta["history"]] == [(0, 3, 3), (3, 5, 5)]
+    assert meta["history"][0]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert model.config.n_embd == 32
     with open(os.path.join(run, "val.csv")) as fh:
         assert any(r[2] == "2_2" for r in csv.reader(fh))
@@ -57,3 +58,19 @@ def test_a_time_budget_alone_is_not_cut_by_a_default_step_budget():
     assert progress(500, 60 * 60, both) == pytest.approx(0.6)  # whichever budget is further along
     with pytest.raises(SystemExit):
         parse_args(["--max-steps", "0"])
+
+
+def test_device_flag():
+    assert parse_args(["--device", "cpu"]).device == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):  # a clear argparse error, not a traceback
+            parse_args(["--device", "cuda"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_short_run_on_cuda_exports_cpu_loadable_weights(tmp_path):
+    out = str(tmp_path / "w")
+    main(["--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--mix", "2_2", "--batch-tokens", "256",
+          "--eval-every", "2", "--eval-n", "2", "--warmup", "1", "--max-steps", "2", "--device", "cuda", "--out", out])
+    model, meta = load_checkpoint(out)
+    assert meta["steps"] == 2 and meta["machine"].startswith("GPU")
