@@ -2,6 +2,7 @@
 
     python -m engine.train --out weights/default --run-dir runs/default --max-steps 4000
     python -m engine.train --run-dir runs/default --resume        # continue a cut run
+    python -m engine.train --init weights/default --minutes 300 ...  # continue shipped weights, fresh optimizer
     python -m engine.train --preset paper --device cuda --minutes 60 --out weights/paper   # on a GPU
 
 Problems are generated on the fly (or read with --data); targets are canonical by default;
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import load_state, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
 from .device import pick_device, set_threads
 from .data import ALL_PAIRS, Problem, parse_pair, random_problem, read_dataset
 from .model import GPT, PRESETS
@@ -137,12 +138,15 @@ def progress(step: int, elapsed: float, args) -> float:
 
 
 def lr_at(step: int, elapsed: float, args) -> float:
-    """Linear warm-up, then cosine decay to min_lr_frac * lr over the rest of the run."""
-    if step < args.warmup:
+    """Linear warm-up, then cosine decay to min_lr_frac * lr over the rest of the run. A run started
+    with --init (fresh optimizer moments) warms up again, from its first step to the cosine's value."""
+    warm_from = getattr(args, "warm_from", 0)
+    if step < args.warmup and not warm_from:
         return args.lr * (step + 1) / args.warmup
     start = progress(args.warmup, 0.0, args) if not args.minutes else 0.0
     t = min(1.0, max(0.0, (progress(step, elapsed, args) - start) / max(1e-9, 1 - start)))
-    return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+    lr = args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+    return lr * min(1.0, (step - warm_from + 1) / args.warmup) if warm_from else lr
 
 
 def save_state(path, model, opt, step, args, elapsed, history):
@@ -157,7 +161,7 @@ def segment(args, step: int, elapsed: float) -> dict:
     return {"from_step": step, "to_step": step, "from_minutes": round(elapsed / 60, 1),
             "to_minutes": round(elapsed / 60, 1), "mix": args.mix, "data": args.data, "minutes": args.minutes,
             "max_steps": args.max_steps, "lr": args.lr, "batch_tokens": args.batch_tokens,
-            "threads": torch.get_num_threads(), "device": args.device}
+            "threads": torch.get_num_threads(), "device": args.device, "init": args.init}
 
 
 def history_until(history: list[dict], seg: dict, step: int, elapsed: float) -> list[dict]:
@@ -170,7 +174,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
     ap.add_argument("--run-dir", default="runs/default", help="resume state, log.csv, val.csv")
     ap.add_argument("--out", default=None, help="export the final model here (e.g. weights/default)")
-    ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/state.pt")
+    start = ap.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue from RUN_DIR/state.pt")
+    start.add_argument("--init", metavar="STEM", default=None,
+                       help="start from these weights (e.g. weights/default) with a fresh optimizer; the step "
+                            "count, minutes and history continue from its meta")
     ap.add_argument("--data", nargs="*", default=None, help="train on these seed-format files instead")
     ap.add_argument("--mix", default=",".join(f"{i}_{j}" for i, j in ALL_PAIRS),
                     help="degree pairs with weights, e.g. 2_2:0.5,3_3:0.1 (share of steps)")
@@ -179,7 +187,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-steps", type=int, default=None,
                     help="step budget (default: 4000, or none when --minutes is given); the first one reached ends it")
     ap.add_argument("--minutes", type=float, default=0.0,
-                    help="training-time budget; the cosine schedule follows it and the run stops at it")
+                    help="training-time budget, minutes already trained included (--resume, --init); the cosine "
+                         "schedule follows it and the run stops at it")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--min-lr-frac", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=200)
@@ -216,6 +225,13 @@ def main(argv: list[str] | None = None) -> None:
     st = torch.load(state_path, map_location="cpu", weights_only=True) if args.resume else None
     if st is not None:
         load_state(model, st["model"], source=state_path)
+    init_meta = None
+    if args.init:
+        try:
+            model, init_meta = load_checkpoint(args.init, "cpu")
+        except CheckpointError as e:
+            raise SystemExit(f"error: {e}") from None
+        model.train()
     model.to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -226,8 +242,14 @@ def main(argv: list[str] | None = None) -> None:
     if st is not None:
         opt.load_state_dict(st["opt"])  # moves the moments to the parameters' device
         step, elapsed, history = st["step"], st["elapsed"], st.get("history", [])
+        args.warm_from = st["args"].get("warm_from", 0)
         log.info(f"resumed from {state_path} at step {step} ({elapsed / 60:.1f} min trained); "
                  f"{progress(step, elapsed, args):.0%} of this budget done, lr now {lr_at(step, elapsed, args):.2e}")
+    if init_meta is not None:
+        step, elapsed = int(init_meta.get("steps", 0)), 60.0 * float(init_meta.get("train_minutes", 0.0))
+        history, args.warm_from = list(init_meta.get("history", [])), step
+        log.info(f"initialised from {args.init} at step {step} ({elapsed / 60:.1f} min trained); fresh optimizer, "
+                 f"warm-up over {args.warmup} steps to lr {lr_at(step + args.warmup, elapsed, args):.2e}")
     seg = segment(args, step, elapsed)
     mix = parse_mix(args.mix)
     batches = Batches(mix, args.batch_tokens, not args.no_canonical, args.seed + step, args.data)

@@ -74,3 +74,23 @@ def test_short_run_on_cuda_exports_cpu_loadable_weights(tmp_path):
           "--eval-every", "2", "--eval-n", "2", "--warmup", "1", "--max-steps", "2", "--device", "cuda", "--out", out])
     model, meta = load_checkpoint(out)
     assert meta["steps"] == 2 and meta["machine"].startswith("GPU")
+
+
+def test_init_continues_shipped_style_weights_with_a_fresh_optimizer(tmp_path):
+    """--init: a run continues from exported weights alone (no resume state), warming up again."""
+    first, second = str(tmp_path / "w1"), str(tmp_path / "w2")
+    common = ["--preset", "tiny", "--mix", "2_2", "--batch-tokens", "256", "--eval-every", "100", "--eval-n", "2",
+              "--warmup", "4"]
+    main(common + ["--run-dir", str(tmp_path / "r1"), "--max-steps", "3", "--out", first])
+    main(common + ["--run-dir", str(tmp_path / "r2"), "--max-steps", "6", "--init", first, "--out", second])
+    start, _ = load_checkpoint(first)
+    model, meta = load_checkpoint(second)
+    assert meta["steps"] == 6 and [h["from_step"] for h in meta["history"]] == [0, 3]
+    assert meta["history"][1]["init"] == first
+    assert not torch.equal(start.head.weight, model.head.weight)  # it trained from there
+    with open(os.path.join(tmp_path / "r2", "log.csv")) as fh:
+        lrs = [float(r[6]) for r in csv.reader(fh)]
+    assert len(lrs) == 3 and lrs[0] < lrs[1] and lrs[0] <= 1e-3 / 4  # warm-up again: the moments start at zero
+    args = parse_args(["--minutes", "10", "--warmup", "4", "--init", first])
+    args.warm_from = 100
+    assert lr_at(100, 0.0, args) == pytest.approx(lr_at(100, 0.0, parse_args(["--minutes", "10", "--warmup", "4"])) / 4)
