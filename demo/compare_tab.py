@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, replace
 import gradio as gr
 
 import engine
-from engine.bench_suites import GEN_CASES, case_problems
 
 from . import figures
 from .formatting import ascii_poly, options_summary
@@ -121,7 +120,7 @@ def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled:
     """Time each configuration, split its time into phases (one profiled run when `profiled` and the input
     is one polynomial, else the decoder's own step timings), and compare the outputs."""
     with user_errors("Compare"):
-        fs = [engine.parse_polynomial(text or "")] if source == POLYNOMIAL else [p.f for p in case_problems(source)]
+        fs = [engine.parse_polynomial(text or "")] if source == POLYNOMIAL else [p.f for p in engine.case_problems(source)]
         configs = parse_configs(rows)
         runs = max(1, int(runs))
         table, stats, phases, outputs = [], [], {}, {}
@@ -151,7 +150,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                     "transformers `generate()` on the same weights) and compare latency, phases and outputs. "
                     "A blank cell keeps the preset's value.")
         with gr.Row():
-            source = gr.Dropdown([POLYNOMIAL, *GEN_CASES], value=POLYNOMIAL, label="Input",
+            source = gr.Dropdown([POLYNOMIAL, *engine.GEN_CASES], value=POLYNOMIAL, label="Input",
                                  info="a polynomial, or one of the seed's generation cases", elem_id="compare-source")
             text = gr.Textbox(example_problems()[0][1], label="f(a)", elem_id="compare-input", scale=2)
             with gr.Column():

@@ -21,5 +21,6 @@ from .data import DatasetError, out_of_domain
 from .classical import classical_decomposition, describe_decomposition
 from .polynomial import parse_polynomial
 from .benchmark import SUITES, format_table, run_suite
+from .bench_suites import GEN_CASES, case_problems
 from .hf import hf_decode
 from .profiler import PHASES, list_runs, profile_run
