@@ -8,7 +8,6 @@ import os
 import sys
 from typing import Callable
 
-
 from .bench_suites import beam, generation, hf
 from .bench_sweep import sweep
 from .bench_util import Progress, load_subject, machine

@@ -221,17 +221,17 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    model = GPT(PRESETS[args.preset])
-    st = torch.load(state_path, map_location="cpu", weights_only=True) if args.resume else None
-    if st is not None:
-        load_state(model, st["model"], source=state_path)
-    init_meta = None
-    if args.init:
+    st, init_meta = None, None
+    if args.init:  # the checkpoint's own config, not --preset
         try:
             model, init_meta = load_checkpoint(args.init, "cpu")
         except CheckpointError as e:
             raise SystemExit(f"error: {e}") from None
-        model.train()
+    else:
+        model = GPT(PRESETS[args.preset])
+        st = torch.load(state_path, map_location="cpu", weights_only=True) if args.resume else None
+        if st is not None:
+            load_state(model, st["model"], source=state_path)
     model.to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
