@@ -106,7 +106,7 @@ def verdict(outputs: dict[str, list[tuple]]) -> str:
 
 def _measure(lab: LabConfig, cfg: Config, fs: list[engine.Poly], runs: int, tmp: str | None):
     """One warm-up, then `runs` timed decodes (the decoder's own device-synchronised total), then phases."""
-    prompts = [prompt_ids(f) for f in fs]
+    prompts = [prompt_ids(lab.model(), f) for f in fs]
     _run(lab, cfg, prompts)
     times = []
     for _ in range(runs):

@@ -68,7 +68,7 @@ def decompose(lab: LabConfig, text: str, preset: str = "fastest", decoder: str =
         warning = engine.out_of_domain(f)
         warning_md = f"⚠ **Outside the training distribution:** {warning}" if warning else ""
         classical = "**Classical decomposition (sympy), for reference:**\n\n" + engine.describe_decomposition(f)
-        gen = engine.decode(model, [prompt_ids(f)], opts)
+        gen = engine.decode(model, [prompt_ids(model, f)], opts)
         steps: list[engine.Step] = []
         yield (warning_md, "Starting…", [], "Searching…", classical, figures.beam_tree(()),
                gr.update(value=0, interactive=False), figures.step_latency(()), None, None)

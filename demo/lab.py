@@ -83,9 +83,9 @@ def hf_model(path: str):
         return _hf(path)
 
 
-def prompt_ids(f: engine.Poly) -> list[int]:
-    """The model's prompt for f: its prefix tokens, then the separator."""
-    return engine.encode(engine.to_prefix(f)) + [engine.SEP_ID]
+def prompt_ids(model, f: engine.Poly) -> list[int]:
+    """The model's prompt for f, in the model's prompt format."""
+    return engine.prompt_ids(f, model.config.prompt_format)
 
 
 @contextmanager

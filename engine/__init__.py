@@ -14,6 +14,7 @@ from .decode import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, 
                      DecodeOptions, Decoded, Hypothesis, Step, best_answer, decode, preset, rank_answers,
                      run_to_completion, solve)
 from .model import GPT, PRESETS, GPTConfig
+from .prompt import PROMPT_FORMATS, prompt_ids
 from .polynomial import (Poly, PolynomialError, Verdict, canonical_inner, degree, from_prefix, to_latex, to_prefix,
                          to_unicode, verify)
 from .tokenizer import PAD_ID, SEP_ID, VOCAB, decode_text, encode

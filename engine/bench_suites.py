@@ -10,7 +10,7 @@ from dataclasses import replace
 from functools import partial
 
 from .bench_util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hyps, interleaved, machine,
-                         matmul_gflops, max_new_for, problems, prompt_ids, report, run_ours, stats, timed)
+                         matmul_gflops, max_new_for, problem_prompts, problems, report, run_ours, stats, timed)
 from .decode import best_answer, preset, rank_answers
 
 GEN_PRESETS = ("V1", "V2", "V3", "fastest")
@@ -52,7 +52,7 @@ def generation(subject: Subject, runs: int, warmup: int, progress: Progress | No
     rows, outputs, avg = [], {}, {}
     for ci, case in enumerate(GEN_CASES):
         batch = case_problems(case)
-        prompts = [prompt_ids(p) for p in batch]
+        prompts = problem_prompts(subject.model, batch)
         lengths = sorted(len(p) for p in prompts)
         report(progress, ci / len(GEN_CASES), f"generation {case}")
         max_new = max_new_for(subject, batch)
@@ -93,7 +93,7 @@ def _beam_pass(subject: Subject, batch: list, opts, batched: bool):
     batched rows do the same work."""
     groups = [batch] if batched else [[p] for p in batch]
     o = _with_max_new(opts, max_new_for(subject, batch))
-    return [(g, run_ours(subject.model, [prompt_ids(p) for p in g], o)) for g in groups]
+    return [(g, run_ours(subject.model, problem_prompts(subject.model, g), o)) for g in groups]
 
 
 def _with_max_new(opts, max_new: int):
@@ -198,7 +198,7 @@ def _pass(subject: Subject, batch: list, bsz: int, fn, opts) -> list:
     out = []
     for lo in range(0, len(batch), bsz):
         group = batch[lo: lo + bsz]
-        out.append(fn([prompt_ids(p) for p in group], _with_max_new(opts, max_new_for(subject, group))))
+        out.append(fn(problem_prompts(subject.model, group), _with_max_new(opts, max_new_for(subject, group))))
     return out
 
 

@@ -16,7 +16,8 @@ import os
 from .bench_util import Progress, Subject, agreement, best_hyps, random_model, report, run_ours, timed
 from .data import generate
 from .decode import preset
-from .tokenizer import SEP_ID, encode
+from .prompt import prompt_ids
+from .tokenizer import SEP_ID
 
 # (cache, beam cache) pairs measured against ("none", -) at every grid point.
 STRATEGIES: tuple[tuple[str, str], ...] = (("concat", "clone"), ("concat", "gather"), ("static", "gather"),
@@ -35,7 +36,7 @@ def synthetic_prompt(length: int) -> list[int]:
     content irrelevant, only the length matters."""
     base: list[int] = []
     for p in generate(4, 4, 4, 0):
-        base += encode(p.prompt)
+        base += prompt_ids(p.f)[:-1]
     while len(base) < length:
         base += base
     return base[: length - 1] + [SEP_ID]

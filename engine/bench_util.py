@@ -16,6 +16,7 @@ from .decode import Decoded, DecodeOptions, Hypothesis, decode, run_to_completio
 from .device import pick_device, synchronize
 from .model import GPT, PRESETS
 from .profiler import machine_info
+from .prompt import prompt_ids
 from .tokenizer import PAD_ID, SEP_ID, encode
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,9 @@ def problems(pair: tuple[int, int], n: int) -> list[Problem]:
     return generate(pair[0], pair[1], n, BENCH_SEED)
 
 
-def prompt_ids(p: Problem) -> list[int]:
-    return encode(p.prompt) + [SEP_ID]
+def problem_prompts(model: GPT, batch: Sequence[Problem]) -> list[list[int]]:
+    """The model's prompts for these problems (in its prompt format)."""
+    return [prompt_ids(p.f, model.config.prompt_format) for p in batch]
 
 
 def max_new_for(subject: Subject, batch: Sequence[Problem]) -> int:

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .model import GPT, GPTConfig
-from .tokenizer import VOCAB
+from .tokenizer import VOCAB, vocab_for
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "default")
 
@@ -35,7 +35,7 @@ def save_checkpoint(model: GPT, path: str, meta: dict | None = None) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, stem + ".safetensors.tmp")
-    info = {"config": asdict(model.config), "vocab": list(VOCAB), "meta": meta or {}}
+    info = {"config": asdict(model.config), "vocab": list(vocab_for(model.config.prompt_format)), "meta": meta or {}}
     with open(stem + ".json.tmp", "w", encoding="utf-8") as fh:
         json.dump(info, fh, indent=2, ensure_ascii=False)
     os.replace(stem + ".safetensors.tmp", stem + ".safetensors")
@@ -52,9 +52,12 @@ def read_info(path: str) -> dict:
         raise CheckpointError(f"no checkpoint config at {stem}.json") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{stem}.json is not valid JSON: {e}") from None
-    if info.get("vocab", list(VOCAB)) != list(VOCAB):
-        raise CheckpointError(f"{stem}.json was made with a different vocabulary")
     return info
+
+
+def _check_vocab(info: dict, cfg: GPTConfig, stem: str) -> None:
+    if info.get("vocab", list(VOCAB)) != list(vocab_for(cfg.prompt_format)):
+        raise CheckpointError(f"{stem}.json was made with a different vocabulary")
 
 
 def config_from_dict(d: dict) -> GPTConfig:
@@ -62,14 +65,19 @@ def config_from_dict(d: dict) -> GPTConfig:
     unknown = set(d) - names
     if unknown:
         raise CheckpointError(f"unknown config fields {sorted(unknown)}")
-    return GPTConfig(**d)
+    try:
+        return GPTConfig(**d)
+    except ValueError as e:
+        raise CheckpointError(f"bad model config: {e}") from None
 
 
 def load_checkpoint(path: str = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu") -> tuple[GPT, dict]:
     """Rebuild the model from `<stem>.json` + `<stem>.safetensors`. Returns (model in eval mode, meta)."""
     stem = _stem(path)
     info = read_info(stem)
-    model = GPT(config_from_dict(info["config"]))
+    cfg = config_from_dict(info["config"])
+    _check_vocab(info, cfg, stem)
+    model = GPT(cfg)
     try:
         state = load_file(stem + ".safetensors")
     except FileNotFoundError:
@@ -180,7 +188,8 @@ def export_hf(model: GPT):
     hf_cfg = GPT2Config(vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
                         n_head=c.n_head, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0, layer_norm_epsilon=1e-5, tie_word_embeddings=False,
-                        bos_token_id=SEP_ID, eos_token_id=SEP_ID, pad_token_id=PAD_ID)
+                        bos_token_id=SEP_ID, eos_token_id=SEP_ID, pad_token_id=PAD_ID,
+                        prompt_format=c.prompt_format)  # kept in config.json: prompts must be built the same way
     hf = GPT2LMHeadModel(hf_cfg)
     src = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     dst = {"transformer.wte.weight": src["tok_emb.weight"], "transformer.wpe.weight": src["pos_emb"][0],

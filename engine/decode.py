@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from .device import phase
-from .polynomial import Poly, PolynomialError, from_prefix_tokens, to_prefix, verify
+from .polynomial import Poly, PolynomialError, from_prefix_tokens, verify
+from .prompt import prompt_ids
 from .session import BatchSession, SerialSession, grad_mode
-from .tokenizer import SEP_ID, VOCAB_SIZE, TokenizerError, decode as decode_ids, encode
+from .tokenizer import SEP_ID, TokenizerError, decode as decode_ids
 
 DECODERS = ("greedy", "sample", "beam")
 CACHES = ("none", "concat", "static")
@@ -137,8 +138,8 @@ def check_prompts(model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) 
     for n, p in enumerate(prompts):
         if len(p) == 0:
             raise ValueError(f"prompt {n} is empty")
-        if any(not 0 <= int(t) < VOCAB_SIZE for t in p):
-            raise ValueError(f"prompt {n} holds a token id outside 0..{VOCAB_SIZE - 1}")
+        if any(not 0 <= int(t) < model.config.vocab_size for t in p):
+            raise ValueError(f"prompt {n} holds a token id outside 0..{model.config.vocab_size - 1}")
         if len(p) + opts.max_new > limit:
             raise ValueError(f"prompt {n} is {len(p)} tokens; with max_new={opts.max_new} that exceeds the model's "
                              f"block size of {limit} positions: use a shorter polynomial or lower max_new to "
@@ -272,12 +273,7 @@ def best_answer(answers: Sequence[Answer]) -> Answer | None:
     return answers[0] if answers else None
 
 
-def encode_problem(f: Poly) -> list[int]:
-    """The model's prompt for f: its prefix tokens and the separator."""
-    return encode(to_prefix(f)) + [SEP_ID]
-
-
 def solve(model, fs: Sequence[Poly], opts: DecodeOptions) -> list[tuple[Answer, ...]]:
     """Encode each f, decode them in one batch, verify. Raises ValueError for input that cannot fit."""
-    result = run_to_completion(decode(model, [encode_problem(f) for f in fs], opts))
+    result = run_to_completion(decode(model, [prompt_ids(f, model.config.prompt_format) for f in fs], opts))
     return [rank_answers(f, hyps) for f, hyps in zip(fs, result.hypotheses)]

@@ -19,7 +19,8 @@ import torch
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from .cli import add_decode_args, options_from_args
 from .data import out_of_domain
-from .decode import Answer, DecodeOptions, decode, encode_problem, rank_answers, run_to_completion
+from .decode import Answer, DecodeOptions, decode, rank_answers, run_to_completion
+from .prompt import prompt_ids
 from .device import pick_device
 from .model import GPT, PRESETS
 from .parse import parse_polynomial
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         opts = options_from_args(args)
         device = pick_device(args.device)
         model, source, trained = load(args.checkpoint, device)
-        result = run_to_completion(decode(model, [encode_problem(f)], opts))
+        result = run_to_completion(decode(model, [prompt_ids(f, model.config.prompt_format)], opts))
     except (PolynomialError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .tokenizer import VOCAB_SIZE
+from .tokenizer import PROMPT_FORMATS, vocab_for
 
 ATTENTION_BACKENDS = ("math", "sdpa")
 
@@ -20,9 +20,17 @@ class GPTConfig:
     n_head: int = 8
     n_embd: int = 256
     block_size: int = 300  # longest prompt + answer the positions cover
-    vocab_size: int = VOCAB_SIZE
+    vocab_size: int = 0  # 0: the size of the prompt format's vocabulary
+    prompt_format: str = "seed"  # how f is written in the prompt (engine/prompt.py); answers are always seed tokens
 
     def __post_init__(self):
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"unknown prompt_format {self.prompt_format!r}; choose from {PROMPT_FORMATS}")
+        if self.vocab_size == 0:
+            object.__setattr__(self, "vocab_size", len(vocab_for(self.prompt_format)))
+        if self.vocab_size < len(vocab_for(self.prompt_format)):
+            raise ValueError(f"vocab_size={self.vocab_size} is smaller than the {self.prompt_format!r} prompt "
+                             f"format's {len(vocab_for(self.prompt_format))} tokens")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
@@ -126,7 +134,8 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx: torch.Tensor, pos: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                cache=None, attention: str = "sdpa", last_only: bool = False) -> torch.Tensor:
+                cache=None, attention: str = "sdpa", last_only: bool = False,
+                select: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, V), or (B, 1, V) for the last position when last_only.
 
         pos:  (B, T) or (T,) position ids; default 0..T-1 after whatever the cache holds.
@@ -134,6 +143,7 @@ class GPT(nn.Module):
               None means plain causal attention over the whole (cached + new) sequence.
         cache: an object with update(layer, k, v) -> (k_all, v_all) (see engine.cache); the
               caller advances it after the forward.
+        select: bool (B, T): logits only where True, as (N, V) (training: the answer positions).
         """
         if attention not in ATTENTION_BACKENDS:
             raise ValueError(f"unknown attention backend {attention!r}; choose from {ATTENTION_BACKENDS}")
@@ -151,6 +161,8 @@ class GPT(nn.Module):
         x = self.tok_emb(idx) + pos_emb
         for i, block in enumerate(self.blocks):
             x = block(x, i, mask, cache, attention)
-        if last_only:
+        if select is not None:
+            x = x[select]  # (N, C): the head and final norm only where a target is
+        elif last_only:
             x = x[:, -1:]  # decoding needs only the next-token logits
         return self.head(self.ln_f(x))

@@ -27,7 +27,8 @@ from typing import Iterator
 import torch
 from torch.profiler import ProfilerActivity, record_function, tensorboard_trace_handler
 
-from .decode import DecodeOptions, Step, best_answer, decode, encode_problem, rank_answers
+from .decode import DecodeOptions, Step, best_answer, decode, rank_answers
+from .prompt import prompt_ids
 from .polynomial import Poly, to_unicode
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,8 @@ def profiled_steps(events: list[dict]) -> list[float]:
     return [round(e["dur"] / 1e3, 3) for e in spans]
 
 
-def _run_decode(model, prompt_ids: list[int], opts: DecodeOptions):
-    gen = decode(model, [prompt_ids], opts)
+def _run_decode(model, ids: list[int], opts: DecodeOptions):
+    gen = decode(model, [ids], opts)
     steps = []
     while True:
         try:
@@ -223,13 +224,13 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
 
     A first, unrecorded decode (warmup) keeps one-time costs (allocator growth, lazy init) out of the trace.
     Raises ValueError (from decode) when f does not fit the model's block size."""
-    prompt_ids = encode_problem(f)
+    ids = prompt_ids(f, model.config.prompt_format)
     name = name or f"{opts.decoder}{opts.width if opts.decoder == 'beam' else ''}_{opts.cache}_{opts.attention}"
     if warmup:
-        _run_decode(model, prompt_ids, opts)
+        _run_decode(model, ids, opts)
     t0 = time.perf_counter()
     with profile(name, out_dir) as rec:
-        steps, result = _run_decode(model, prompt_ids, opts)
+        steps, result = _run_decode(model, ids, opts)
         with record_function("verify"):
             answers = rank_answers(f, result.hypotheses[0])
     wall_ms = (time.perf_counter() - t0) * 1e3
@@ -240,7 +241,7 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
     best = best_answer(answers)
     summary = {
         "name": rec.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "polynomial": to_unicode(f), "prompt_tokens": len(prompt_ids), "options": asdict(opts),
+        "polynomial": to_unicode(f), "prompt_tokens": len(ids), "options": asdict(opts),
         "machine": machine_info(), **phase_times(events), "wall_ms": round(wall_ms, 3),
         "decoder_total_ms": round(result.total_ms, 3), "prefill_ms": round(result.prefill_ms, 3),
         "steps": step_rows(steps), "decode_step_ms": profiled_steps(events),

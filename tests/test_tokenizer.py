@@ -4,7 +4,8 @@ import random
 import pytest
 
 from engine.data import ALL_PAIRS, random_problem
-from engine.tokenizer import PAD_ID, SEP_ID, STOI, VOCAB, VOCAB_SIZE, TokenizerError, decode, decode_text, encode
+from engine.tokenizer import (FULL_VOCAB, PAD_ID, SEP_ID, STOI, VOCAB, VOCAB_SIZE, TokenizerError, decode, decode_text,
+                              encode, vocab_for)
 
 DESIGN_VOCAB = "□ a b c d e x y z ⁇ ? a0 a1 b0 b1 N P & + * ^ 0 1 2 3 4 5 6 7 8 9".split()
 
@@ -15,7 +16,9 @@ def test_ids_are_exactly_the_design_order():
     assert VOCAB_SIZE == 31
     assert PAD_ID == 0 and VOCAB[PAD_ID] == "□"
     assert SEP_ID == 9 and VOCAB[SEP_ID] == "⁇"
-    assert STOI == {tok: i for i, tok in enumerate(DESIGN_VOCAB)}
+    assert {t: STOI[t] for t in DESIGN_VOCAB} == {tok: i for i, tok in enumerate(DESIGN_VOCAB)}
+    # compact prompt formats only add tokens after id 30
+    assert vocab_for("seed") == vocab_for("e0") == VOCAB and vocab_for("e1")[:VOCAB_SIZE] == VOCAB
     assert [STOI[d] for d in "0123456789"] == list(range(21, 31))
     assert (STOI["N"], STOI["P"], STOI["+"], STOI["*"], STOI["^"]) == (15, 16, 18, 19, 20)
 
@@ -51,7 +54,14 @@ def test_unknown_token_is_an_error_not_dropped(tokens, position):
         encode(tokens)
 
 
-@pytest.mark.parametrize("ids", [[1, 31], [-1], [0, 5, 100]])
+def test_seed_vocabulary_refuses_prompt_only_tokens():
+    """A seed-format model must not be fed e1 tokens (ids it has no embedding for)."""
+    with pytest.raises(TokenizerError, match="position 1"):
+        encode(["P", "[012]"])
+    assert encode(["P", "[012]"], len(vocab_for("e1"))) == [STOI["P"], STOI["[012]"]]
+
+
+@pytest.mark.parametrize("ids", [[1, len(FULL_VOCAB)], [-1], [0, 5, 10**6]])
 def test_unknown_id_is_an_error(ids):
     with pytest.raises(TokenizerError, match="unknown token id"):
         decode(ids)

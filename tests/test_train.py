@@ -7,7 +7,8 @@ import torch
 
 from engine.checkpoint import load_checkpoint
 from engine.data import random_problem
-from engine.train import lr_at, main, make_batch, parse_args, problem_ids, progress
+from engine.schedule import TARGETS, adapt_mix, lr_at, progress
+from engine.train import main, make_batch, parse_args, problem_ids
 from engine.tokenizer import SEP_ID
 import random
 
@@ -52,7 +53,7 @@ def test_a_time_budget_alone_is_not_cut_by_a_default_step_budget():
     args = parse_args(["--minutes", "100"])
     assert args.max_steps == 0
     assert progress(50_000, 30 * 60, args) == pytest.approx(0.3)
-    assert lr_at(50_000, 50 * 60, args) == pytest.approx(args.lr * (0.1 + 0.9 * 0.5))  # half way: mid cosine
+    assert lr_at(50_000, 50 * 60, args) == pytest.approx(args.lr)  # half way: the stable phase
     assert parse_args([]).max_steps == 4000
     both = parse_args(["--minutes", "100", "--max-steps", "1000"])
     assert progress(500, 60 * 60, both) == pytest.approx(0.6)  # whichever budget is further along
@@ -94,3 +95,55 @@ def test_init_continues_shipped_style_weights_with_a_fresh_optimizer(tmp_path):
     args = parse_args(["--minutes", "10", "--warmup", "4", "--init", first])
     args.warm_from = 100
     assert lr_at(100, 0.0, args) == pytest.approx(lr_at(100, 0.0, parse_args(["--minutes", "10", "--warmup", "4"])) / 4)
+
+
+def test_wsd_schedule_warms_up_holds_then_cools_down():
+    """Guards against a schedule tied to one budget: the rate is constant until the last 10% of any budget."""
+    args = parse_args(["--minutes", "100", "--warmup", "10", "--min-lr-frac", "0.0"])
+    assert lr_at(0, 0.0, args) == pytest.approx(args.lr / 10)
+    assert lr_at(20, 60.0, args) == pytest.approx(args.lr)
+    assert lr_at(5000, 89 * 60, args) == pytest.approx(args.lr)
+    assert lr_at(5000, 95 * 60, args) == pytest.approx(args.lr * 0.5)  # half way through the cool-down
+    longer = parse_args(["--minutes", "200", "--warmup", "10"])
+    assert lr_at(5000, 95 * 60, longer) == pytest.approx(args.lr)  # a bigger budget: still stable there
+
+
+def test_adaptive_mix_moves_toward_pairs_below_target_and_keeps_a_floor():
+    mix = {p: 1 / 9 for p in TARGETS}
+    acc = {p: TARGETS[p] for p in TARGETS}
+    acc[(4, 4)] = 0.0  # far below its target
+    acc[(2, 2)] = 0.99  # above
+    new = adapt_mix(mix, acc, floor=0.04)
+    assert sum(new.values()) == pytest.approx(1.0)
+    assert new[(4, 4)] > mix[(4, 4)] > new[(2, 2)] >= 0.04
+    for _ in range(50):  # repeated rounds converge, and never go under the floor
+        new = adapt_mix(new, acc, floor=0.04)
+    assert min(new.values()) >= 0.04 - 1e-9 and max(new, key=new.get) == (4, 4)
+
+
+def test_resume_with_a_bigger_budget_continues_from_before_the_cool_down(tmp_path):
+    """WSD release: the first budget ends with a cool-down; a bigger budget continues from stable.pt."""
+    run = str(tmp_path / "run")
+    common = ["--preset", "tiny", "--run-dir", run, "--mix", "2_2", "--batch-tokens", "256", "--eval-every", "100",
+              "--eval-n", "2", "--warmup", "1", "--cooldown", "0.5"]
+    main(common + ["--max-steps", "4"])
+    stable = torch.load(os.path.join(run, "stable.pt"), weights_only=True)
+    state = torch.load(os.path.join(run, "state.pt"), weights_only=True)
+    assert stable["step"] == 2 and state["step"] == 4 and state["cooling"]
+    main(common + ["--max-steps", "10", "--resume"])
+    state = torch.load(os.path.join(run, "state.pt"), weights_only=True)
+    assert state["step"] == 10 and "stable.pt at step 2" in state["history"][-1]["resumed_from"]
+    assert [(h["from_step"], h["to_step"]) for h in state["history"]] == [(0, 4), (2, 10)]
+
+
+def test_prompt_format_is_fixed_by_the_run_and_used_for_training(tmp_path):
+    run = str(tmp_path / "run")
+    common = ["--preset", "tiny", "--run-dir", run, "--mix", "2_2", "--batch-tokens", "256", "--eval-every", "100",
+              "--eval-n", "2", "--warmup", "1"]
+    main(common + ["--max-steps", "2", "--prompt-format", "e1", "--out", str(tmp_path / "w")])
+    model, meta = load_checkpoint(str(tmp_path / "w"))
+    assert model.config.prompt_format == "e1" and meta["history"][0]["prompt_format"] == "e1"
+    main(common + ["--max-steps", "3", "--resume"])  # the state's format, not the preset's
+    assert torch.load(os.path.join(run, "state.pt"), weights_only=True)["config"]["prompt_format"] == "e1"
+    with pytest.raises(SystemExit):
+        main(common + ["--max-steps", "4", "--resume", "--prompt-format", "seed"])
