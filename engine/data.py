@@ -55,9 +55,10 @@ def random_poly(rng: random.Random, deg: int, coeff_range: int = COEFF_RANGE) ->
     return tuple(coeffs) + (lead,)
 
 
-def random_problem(rng: random.Random, outer_deg: int, inner_deg: int, canonical: bool = False) -> Problem:
-    p = random_poly(rng, outer_deg)
-    q = random_poly(rng, inner_deg)
+def random_problem(rng: random.Random, outer_deg: int, inner_deg: int, canonical: bool = False,
+                   coeff_range: int = COEFF_RANGE) -> Problem:
+    p = random_poly(rng, outer_deg, coeff_range)
+    q = random_poly(rng, inner_deg, coeff_range)
     f = compose(p, q)
     return Problem(f, canonical_inner(q) if canonical else q, p)
 
@@ -74,8 +75,9 @@ def parse_pair(text: str) -> tuple[int, int]:
 
 
 def generate(outer_deg: int, inner_deg: int, n: int, seed: int, canonical: bool = False,
-             progress: bool = False) -> list[Problem]:
-    """n distinct problems (distinct f), deterministic for a seed."""
+             progress: bool = False, coeff_range: int = COEFF_RANGE) -> list[Problem]:
+    """n distinct problems (distinct f), deterministic for a seed; P and Q coefficients in [-coeff_range,
+    coeff_range]."""
     rng = random.Random(f"{seed}:{outer_deg}_{inner_deg}")
     seen: set[Poly] = set()
     out: list[Problem] = []
@@ -85,7 +87,7 @@ def generate(outer_deg: int, inner_deg: int, n: int, seed: int, canonical: bool 
         attempts += 1
         if attempts > 20 * n + 1000:
             raise RuntimeError(f"could not find {n} distinct problems for {outer_deg}_{inner_deg}")
-        prob = random_problem(rng, outer_deg, inner_deg, canonical)
+        prob = random_problem(rng, outer_deg, inner_deg, canonical, coeff_range)
         if prob.f in seen:
             continue
         seen.add(prob.f)
@@ -181,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=3000, help="problems per pair")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--coeff-range", type=int, default=COEFF_RANGE,
+                    help=f"coefficients of P and Q in [-R, R] (default {COEFF_RANGE}; 5 for small, typed-by-hand ones)")
     ap.add_argument("--canonical", action="store_true",
                     help="write canonical targets (Q(0)=0, content 1, positive leading coefficient)")
     args = ap.parse_args(argv)
@@ -192,9 +196,12 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--pairs names no degree pair")
     if args.n < 1:
         ap.error("--n must be >= 1")
+    if not 1 <= args.coeff_range <= 10_000:
+        ap.error("--coeff-range must be in 1..10000")
     os.makedirs(args.out, exist_ok=True)
     for i, j in pairs:
-        problems = generate(i, j, args.n, args.seed, args.canonical, progress=args.n >= 1000)
+        problems = generate(i, j, args.n, args.seed, args.canonical, progress=args.n >= 1000,
+                            coeff_range=args.coeff_range)
         path = dataset_path(args.out, i, j)
         write_dataset(path, problems)
         print(f"wrote {len(problems)} problems to {path}")

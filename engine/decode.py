@@ -273,7 +273,15 @@ def best_answer(answers: Sequence[Answer]) -> Answer | None:
     return answers[0] if answers else None
 
 
-def solve(model, fs: Sequence[Poly], opts: DecodeOptions) -> list[tuple[Answer, ...]]:
-    """Encode each f, decode them in one batch, verify. Raises ValueError for input that cannot fit."""
-    result = run_to_completion(decode(model, [prompt_ids(f, model.config.prompt_format) for f in fs], opts))
-    return [rank_answers(f, hyps) for f, hyps in zip(fs, result.hypotheses)]
+def solve(model, fs: Sequence[Poly], opts: DecodeOptions, samples: int = 1) -> list[tuple[Answer, ...]]:
+    """Encode each f, decode them in one batch, verify. Raises ValueError for input that cannot fit.
+
+    samples > 1 (sample decoder): each f gets that many rows in the batch, and its answers are all of their
+    hypotheses, best score first (best-of-N with verification)."""
+    if samples < 1 or (samples > 1 and opts.decoder != "sample"):
+        raise ValueError(f"samples={samples}: more than one sample per problem needs the sample decoder")
+    prompts = [prompt_ids(f, model.config.prompt_format) for f in fs]
+    result = run_to_completion(decode(model, [p for p in prompts for _ in range(samples)], opts))
+    per_problem = [sorted((h for hs in result.hypotheses[k * samples:(k + 1) * samples] for h in hs),
+                          key=lambda h: -h.score) for k in range(len(fs))]
+    return [rank_answers(f, hyps) for f, hyps in zip(fs, per_problem)]

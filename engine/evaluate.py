@@ -1,11 +1,13 @@
 """Verified accuracy on seed-format problem files.
 
-    python -m engine.evaluate --data test_dataset_2_2.txt [--data ...] [--decoder greedy|beam] [--width W]
-                              [--limit N] [--checkpoint PATH] [--predictions OUT] [--json]
+    python -m engine.evaluate --data test_dataset_2_2.txt [--data ...] [--decoder greedy|beam|sample] [--width W]
+                              [--samples N] [--limit N] [--checkpoint PATH] [--predictions OUT] [--json]
 
 An answer counts when it verifies (DESIGN.md: f is an integer polynomial in Q and 2 <= deg Q < deg f); the
 reference answer in the file is never compared as a string. For beam search the reported answer is the
-highest-scoring beam that verifies (verification is cheap and exact), else the highest-scoring beam.
+highest-scoring beam that verifies (verification is cheap and exact), else the highest-scoring beam. With
+`--decoder sample --samples N` each problem gets N samples (one batch) and the answer is the best-scoring
+sample that verifies: search with verification, to set against beam search.
 """
 from __future__ import annotations
 
@@ -25,16 +27,17 @@ from .decode import DecodeOptions, best_answer, preset, solve
 
 
 def evaluate_file(model, path: str, opts: DecodeOptions, limit: int | None, batch_size: int,
-                  predictions=None, progress: bool = True) -> dict:
+                  predictions=None, progress: bool = True, samples: int = 1) -> dict:
     problems = list(read_dataset(path))[:limit]
     verified, t0 = 0, time.perf_counter()
     bar = tqdm(total=len(problems), desc=os.path.basename(path), disable=not progress, leave=False)
     # Sorting by prompt length keeps padding low inside each batch; predictions are written in file order.
     order = sorted(range(len(problems)), key=lambda k: len(problems[k].prompt))
     answers: dict[int, str] = {}
-    for lo in range(0, len(order), batch_size):
-        idx = order[lo: lo + batch_size]
-        results = solve(model, [problems[k].f for k in idx], opts)
+    per_batch = max(1, batch_size // samples)  # rows in one batch stay near batch_size
+    for lo in range(0, len(order), per_batch):
+        idx = order[lo: lo + per_batch]
+        results = solve(model, [problems[k].f for k in idx], opts, samples)
         for k, ranked in zip(idx, results):
             best = best_answer(ranked)
             verified += bool(best and best.verified)
@@ -46,7 +49,7 @@ def evaluate_file(model, path: str, opts: DecodeOptions, limit: int | None, batc
         for k, p in enumerate(problems):
             predictions.write(f"{p.prompt} ⁇ {answers[k]}".rstrip() + "\n")
     n = len(problems)
-    return {"file": path, "decoder": opts.decoder, "width": opts.width if opts.decoder == "beam" else 1,
+    return {"file": path, "decoder": opts.decoder, "width": opts.width if opts.decoder == "beam" else samples,
             "problems": n, "verified": verified, "accuracy": verified / n if n else 0.0,
             "seconds": round(time.perf_counter() - t0, 2)}
 
@@ -62,8 +65,11 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Verified accuracy of the model on seed-format files.")
     ap.add_argument("--data", action="append", required=True, help="a seed-format file (repeatable)")
-    ap.add_argument("--decoder", default="greedy", choices=("greedy", "beam"))
+    ap.add_argument("--decoder", default="greedy", choices=("greedy", "beam", "sample"))
     ap.add_argument("--width", type=int, default=10, help="beam width (beam only)")
+    ap.add_argument("--samples", type=int, default=8, help="samples per problem (sample only)")
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (sample only)")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed (sample only)")
     ap.add_argument("--limit", type=int, default=None, help="first N problems of each file")
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
     ap.add_argument("--predictions", default=None, help="write `<f> ⁇ <answer>` lines here")
@@ -78,16 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e))
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be >= 1")
+    if args.samples < 1:
+        ap.error("--samples must be >= 1")
+    samples = args.samples if args.decoder == "sample" else 1
     try:
         model, meta = load_checkpoint(args.checkpoint)
         opts = preset("fastest", decoder=args.decoder, width=args.width if args.decoder == "beam" else 1,
-                      max_new=args.max_new)
+                      max_new=args.max_new, temperature=args.temperature, seed=args.seed)
         rows = []
         out = open(args.predictions, "w", encoding="utf-8") if args.predictions else None
         try:
             for path in args.data:
                 rows.append(evaluate_file(model, path, opts, args.limit, args.batch_size, out,
-                                          progress=not args.json))
+                                          progress=not args.json, samples=samples))
         finally:
             if out:
                 out.close()

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, config_from_dict, load_checkpoint, load_state, save_checkpoint
-from .data import ALL_PAIRS, Problem, parse_pair, random_problem, read_dataset
+from .data import ALL_PAIRS, COEFF_RANGE, Problem, parse_pair, random_problem, read_dataset
 from .decode import best_answer, preset, solve
 from .device import pick_device, set_threads
 from .model import GPT, PRESETS
@@ -42,6 +42,7 @@ from .tokenizer import PAD_ID, SEP_ID, encode
 log = logging.getLogger(__name__)
 
 VAL_SEED = 999_001  # validation problems come from their own stream, never the training one
+SMALL_RANGE = 5  # "small" problems, as people type them: P and Q coefficients in [-5, 5]
 
 
 def problem_ids(p: Problem, prompt_format: str = "seed") -> tuple[list[int], list[int]]:
@@ -78,8 +79,9 @@ class Batches:
     batches (the adaptive mix)."""
 
     def __init__(self, mix, batch_tokens: int, canonical: bool, seed: int, prompt_format: str,
-                 files: list[str] | None = None):
+                 files: list[str] | None = None, small_share: float = 0.0):
         self.mix, self.batch_tokens, self.canonical = mix, batch_tokens, canonical
+        self.small_share = small_share  # batches whose P and Q coefficients lie in [-SMALL_RANGE, SMALL_RANGE]
         self.prompt_format = prompt_format
         self.rng = random.Random(seed)
         self.pool = None
@@ -97,9 +99,10 @@ class Batches:
             lo = max(0, min(k, len(self.pool) - n))
             return self.pool[lo: lo + n]
         (i, j), = self.rng.choices(list(self.mix), weights=list(self.mix.values()))
-        first = random_problem(self.rng, i, j, self.canonical)
+        r = SMALL_RANGE if self.small_share and self.rng.random() < self.small_share else COEFF_RANGE
+        first = random_problem(self.rng, i, j, self.canonical, r)
         n = max(8, self.batch_tokens // (self._tokens(first) + 4))
-        return [first] + [random_problem(self.rng, i, j, self.canonical) for _ in range(n - 1)]
+        return [first] + [random_problem(self.rng, i, j, self.canonical, r) for _ in range(n - 1)]
 
 
 def validation_problems(pairs, n: int, step: int) -> dict[tuple[int, int], list[Problem]]:
@@ -133,7 +136,7 @@ def segment(args, step: int, elapsed: float) -> dict:
     return {"from_step": step, "to_step": step, "from_minutes": round(elapsed / 60, 1),
             "to_minutes": round(elapsed / 60, 1), "mix": args.mix, "adaptive": args.adaptive, "data": args.data,
             "minutes": args.minutes, "max_steps": args.max_steps, "lr": args.lr, "cooldown": args.cooldown,
-            "batch_tokens": args.batch_tokens, "threads": torch.get_num_threads(), "device": args.device,
+            "batch_tokens": args.batch_tokens, "small_share": args.small_share, "threads": torch.get_num_threads(), "device": args.device,
             "init": args.init, "resumed_from": getattr(args, "resumed_from", None)}
 
 
@@ -165,6 +168,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--adaptive", action="store_true",
                     help="after every validation, shift the mix toward the pairs furthest below their targets")
     ap.add_argument("--floor", type=float, default=0.04, help="the least share of steps per pair (--adaptive)")
+    ap.add_argument("--small-share", type=float, default=0.0,
+                    help=f"share of batches with P and Q coefficients in [-{SMALL_RANGE}, {SMALL_RANGE}] (as people "
+                         "type them)")
     ap.add_argument("--no-canonical", action="store_true", help="train on raw targets (random constant)")
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--max-steps", type=int, default=None,
@@ -288,7 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     fmt = model.config.prompt_format
     seg = segment(args, step, elapsed)
     seg["prompt_format"] = fmt
-    batches = Batches(mix, args.batch_tokens, not args.no_canonical, args.seed + step, fmt, args.data)
+    batches = Batches(mix, args.batch_tokens, not args.no_canonical, args.seed + step, fmt, args.data,
+                      args.small_share)
     log.info(f"model: {model.num_params():,} parameters, prompt format {fmt}; mix {format_mix(mix)}")
     train_loop(args, model, opt, batches, device, step, elapsed, lambda s, e: history_until(history, seg, s, e,
                                                                                            batches.mix),

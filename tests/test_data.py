@@ -179,3 +179,19 @@ def test_out_of_domain_reports_every_rule_that_trips():
 def test_design_example_is_in_domain():
     assert out_of_domain(from_prefix("+ N 2 4 0 + * P 2 1 5 a + * P 6 3 8 ^ a P 2 + * N 3 2 0 ^ a P 3 "
                                      "* N 5 1 2 ^ a P 4")) is None
+
+
+def test_cli_coeff_range_writes_small_problems(tmp_path):
+    """--coeff-range 5: P and Q as people type them; every line still verifies, and the default is unchanged."""
+    main(["--pairs", "2_3", "--n", "200", "--seed", "4", "--out", str(tmp_path / "small"), "--coeff-range", "5"])
+    small = list(read_dataset(str(tmp_path / "small" / "test_dataset_2_3.txt")))
+    assert len({p.f for p in small}) == 200
+    for p in small:
+        assert max(abs(c) for c in p.q) <= 5 and verify(p.f, p.q).ok
+    assert max(max(abs(c) for c in p.q) for p in small) == 5
+    main(["--pairs", "2_3", "--n", "20", "--seed", "4", "--out", str(tmp_path / "default")])
+    main(["--pairs", "2_3", "--n", "20", "--seed", "4", "--out", str(tmp_path / "twenty"), "--coeff-range", "20"])
+    assert (tmp_path / "default" / "test_dataset_2_3.txt").read_bytes() == \
+        (tmp_path / "twenty" / "test_dataset_2_3.txt").read_bytes()
+    with pytest.raises(SystemExit):
+        main(["--pairs", "2_2", "--out", str(tmp_path / "x"), "--coeff-range", "0"])

@@ -57,3 +57,28 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     write_dataset(str(data), generate(2, 2, 2, seed=0))
     assert main(["--data", str(data), "--checkpoint", str(tmp_path / "nope")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_best_of_n_samples_counts_a_problem_when_any_sample_verifies(tmp_path, capsys):
+    """--decoder sample --samples N: N rows per problem in one batch; the answer is the best verified sample."""
+    from engine.data import Problem
+    from engine.decode import preset, solve
+    torch.manual_seed(0)
+    model = GPT(PRESETS["tiny"])
+    fs = [p.f for p in generate(2, 2, 3, seed=9)]
+    opts = preset("fastest", decoder="sample", width=1, max_new=5, seed=3)
+    ranked = solve(model, fs, opts, samples=4)
+    assert [len(r) for r in ranked] == [4, 4, 4]
+    assert all(list(r) == sorted(r, key=lambda a: -a.score) for r in ranked)
+    with pytest.raises(ValueError, match="sample decoder"):
+        solve(model, fs, preset("fastest", decoder="greedy", width=1), samples=2)
+    ck = save_checkpoint(model, str(tmp_path / "m"))
+    data = tmp_path / "d.txt"
+    write_dataset(str(data), [Problem(f, ()) for f in fs])
+    assert main(["--data", str(data), "--checkpoint", ck, "--decoder", "sample", "--samples", "4",
+                 "--max-new", "5", "--seed", "3", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"]
+    assert (row["decoder"], row["width"], row["problems"]) == ("sample", 4, 3)
+    assert row["verified"] == sum(any(a.verified for a in r) for r in ranked)
+    with pytest.raises(SystemExit):
+        main(["--data", str(data), "--checkpoint", ck, "--decoder", "sample", "--samples", "0"])
