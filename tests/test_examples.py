@@ -1,0 +1,32 @@
+"""engine.examples: one example per degree pair, marked verified only when beam search really verifies it."""
+import json
+
+import torch
+
+from engine.checkpoint import save_checkpoint
+from engine.examples import examples_path, main
+from engine.model import GPT, PRESETS
+from engine.polynomial import verify
+
+
+def test_examples_file_for_a_checkpoint(tmp_path, capsys):
+    torch.manual_seed(0)
+    ck = save_checkpoint(GPT(PRESETS["tiny"]), str(tmp_path / "tiny"))
+    assert main(["--checkpoint", ck, "--width", "2", "--candidates", "2"]) == 0
+    data = json.loads(open(examples_path(ck), encoding="utf-8").read())
+    assert [e["pair"] for e in data["examples"]] == [f"{i}_{j}" for i in (2, 3, 4) for j in (2, 3, 4)]
+    for e in data["examples"]:
+        f = tuple(e["f"])
+        assert e["verified"] == (e["q"] is not None)
+        if e["verified"]:  # an untrained model may still hit one by chance; then it must really verify
+            assert verify(f, tuple(e["q"])).ok
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["path"] == examples_path(ck)
+
+
+def test_shipped_examples_verify():
+    """The page's examples come from this file: every one marked verified must verify."""
+    data = json.loads(open(examples_path("weights/default"), encoding="utf-8").read())
+    assert len(data["examples"]) == 9
+    for e in data["examples"]:
+        if e["verified"]:
+            assert verify(tuple(e["f"]), tuple(e["q"])).ok
