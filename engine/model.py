@@ -44,7 +44,8 @@ class GPTConfig:
 
 PRESETS: dict[str, GPTConfig] = {
     "tiny": GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=300),
-    "default": GPTConfig(n_layer=4, n_head=8, n_embd=256, block_size=300),
+    # compact e1 prompts: chosen by an A/B against e0 (README, "Training the model")
+    "default": GPTConfig(n_layer=4, n_head=8, n_embd=256, block_size=300, prompt_format="e1"),
     "paper": GPTConfig(n_layer=6, n_head=8, n_embd=512, block_size=300),  # the seed's 19,100,672
 }
 

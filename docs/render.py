@@ -1,0 +1,159 @@
+"""Render the README's model sections from the JSON that commands wrote (never from hand-typed numbers).
+
+    python docs/render.py curves --run e0=runs/ab_e0 --run e1=runs/ab_e1 --out docs/model/prompt_ab.json
+    python docs/render.py readme            # rewrites the marked blocks of README.md from docs/model/*.json
+
+`curves` copies a training run's validation log (RUN_DIR/val.csv, written by engine.train) into JSON.
+`readme` renders docs/model/prompt_ab.json as a table and an SVG chart, and the evaluation JSON lines
+(docs/model/eval_<set>_<decoder>.json, written by `python -m engine.evaluate ... --json`) as the accuracy table.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL_DIR = os.path.join(ROOT, "docs", "model")
+PAIRS = [f"{i}_{j}" for i in (2, 3, 4) for j in (2, 3, 4)]
+# The seed system's published greedy accuracy (its report, 300 problems a pair), for comparison only.
+SEED_GREEDY = {"2_2": 49, "2_3": 23, "2_4": 9, "3_2": 44, "3_3": 22, "3_4": 10, "4_2": 49, "4_3": 18, "4_4": 10}
+COLUMNS = [("greedy", "greedy"), ("beam10", "beam 10"), ("beam64", "beam 64"), ("sample", "best of N samples")]
+
+
+def read_val(run_dir: str) -> list[dict]:
+    rows = []
+    with open(os.path.join(run_dir, "val.csv"), newline="") as fh:
+        for r in csv.reader(fh):
+            rows.append({"step": int(r[0]), "minutes": round(float(r[1]) / 60, 2), "pair": r[2],
+                         "accuracy": float(r[3]), "share": float(r[4]) if len(r) > 4 else None,
+                         "loss": float(r[5]) if len(r) > 5 else None})
+    return rows
+
+
+def curves(args) -> None:
+    arms = {}
+    for spec in args.run:
+        name, _, run_dir = spec.partition("=")
+        arms[name] = {"run_dir": run_dir, "validation": read_val(run_dir)}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump({"arms": arms, "note": args.note}, fh, indent=1)
+    print(f"wrote {args.out}")
+
+
+def svg_chart(arms: dict, pair: str, key: str, title: str) -> str:
+    """A small line chart (pure SVG): validation `key` against training minutes, one line per arm."""
+    W, H, L, B = 360, 220, 48, 30
+    series = {name: [(r["minutes"], r[key]) for r in arm["validation"] if r["pair"] == pair and r[key] is not None]
+              for name, arm in arms.items()}
+    xs = [x for s in series.values() for x, _ in s] or [0, 1]
+    ys = [y for s in series.values() for _, y in s] or [0, 1]
+    x1, y0, y1 = max(xs) or 1, min(0.0, min(ys)), max(ys) or 1
+    sx = lambda x: L + (W - L - 10) * x / x1
+    sy = lambda y: H - B - (H - B - 20) * (y - y0) / ((y1 - y0) or 1)
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2}" y="13" text-anchor="middle">{title}</text>',
+           f'<line x1="{L}" y1="{H - B}" x2="{W - 10}" y2="{H - B}" stroke="#444"/>',
+           f'<line x1="{L}" y1="20" x2="{L}" y2="{H - B}" stroke="#444"/>',
+           f'<text x="{(W + L) / 2}" y="{H - 5}" text-anchor="middle">training minutes (0 to {x1:.0f})</text>']
+    for y in (y0, (y0 + y1) / 2, y1):
+        out.append(f'<text x="{L - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.2f}</text>')
+    for k, (name, pts) in enumerate(series.items()):
+        c = colors[k % len(colors)]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+        out.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{path}"/>')
+        out.append(f'<text x="{W - 60}" y="{34 + 14 * k}" fill="{c}">{name}</text>')
+    return "\n".join(out + ["</svg>"]) + "\n"
+
+
+def ab_block(path: str) -> str:
+    with open(path) as fh:
+        data = json.load(fh)
+    arms = data["arms"]
+    charts = []
+    for pair in ("2_2", "2_3"):
+        for key, label in (("loss", "answer loss"), ("accuracy", "greedy verified")):
+            name = f"prompt_ab_{pair}_{key}.svg"
+            with open(os.path.join(MODEL_DIR, name), "w") as fh:
+                fh.write(svg_chart(arms, pair, key, f"({pair.replace('_', ',')}): {label}"))
+            charts.append(f"![{pair} {label}](docs/model/{name})")
+    lines = [" ".join(charts), "", "| arm | step | minutes | (2,2) loss | (2,2) greedy | (2,3) loss | (2,3) greedy |",
+             "|---|---|---|---|---|---|---|"]
+    for name, arm in arms.items():
+        by_step: dict[int, dict] = {}
+        for r in arm["validation"]:
+            by_step.setdefault(r["step"], {})[r["pair"]] = r
+        for step, rows in sorted(by_step.items()):
+            if "2_2" in rows and "2_3" in rows:
+                a, b = rows["2_2"], rows["2_3"]
+                lines.append(f"| {name} | {step} | {a['minutes']:.1f} | {a['loss']:.3f} | {a['accuracy']:.0%} | "
+                             f"{b['loss']:.3f} | {b['accuracy']:.0%} |")
+    if data.get("note"):
+        lines += ["", data["note"]]
+    return "\n".join(lines)
+
+
+def eval_block(prefix: str) -> str:
+    results = {}
+    for key, _ in COLUMNS:
+        path = os.path.join(MODEL_DIR, f"eval_{prefix}_{key}.json")
+        if os.path.exists(path):
+            with open(path) as fh:
+                results[key] = {re.search(r"(\d_\d)\.txt$", r["file"]).group(1): r for r in json.load(fh)["results"]}
+    cols = [(k, label) for k, label in COLUMNS if k in results]
+    head = "| pair | problems | " + " | ".join(label for _, label in cols) + " | seed's greedy |"
+    lines = [head, "|" + "---|" * (len(cols) + 3)]
+    for pair in PAIRS:
+        rows = [results[k].get(pair) for k, _ in cols]
+        n = next((r["problems"] for r in rows if r), 0)
+        cells = [f"{r['accuracy']:.1%}" if r else "" for r in rows]
+        lines.append(f"| {pair} | {n} | " + " | ".join(cells) + f" | {SEED_GREEDY[pair]}% |")
+    notes = [f"{label}: `{results[k][PAIRS[0]]['decoder']}`, width/samples {results[k][PAIRS[0]]['width']}"
+             for k, label in cols if PAIRS[0] in results[k]]
+    return "\n".join(lines + [""] + ["Decoders: " + "; ".join(notes) + "."] if notes else lines)
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text:
+        raise SystemExit(f"README.md has no {start} marker")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{start}\n{body}\n{end}{after}"
+
+
+def readme(args) -> None:
+    path = os.path.join(ROOT, "README.md")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    ab = os.path.join(MODEL_DIR, "prompt_ab.json")
+    if os.path.exists(ab):
+        text = replace_block(text, "prompt-ab", ab_block(ab))
+    for prefix in ("standard", "small"):
+        if glob.glob(os.path.join(MODEL_DIR, f"eval_{prefix}_*.json")):
+            text = replace_block(text, f"eval-{prefix}", eval_block(prefix))
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    print(f"rendered {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("curves", help="a run's validation log as JSON")
+    c.add_argument("--run", action="append", required=True, help="NAME=RUN_DIR (repeatable)")
+    c.add_argument("--out", required=True)
+    c.add_argument("--note", default="")
+    sub.add_parser("readme", help="rewrite README.md's marked blocks")
+    args = ap.parse_args()
+    {"curves": curves, "readme": readme}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
