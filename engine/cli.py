@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from .decode import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, preset
+from .decoding.decode import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, preset
 
 OPTION_FLAGS = ("decoder", "width", "cache", "beam_cache", "attention", "max_new", "length_penalty",
                 "temperature", "top_k", "top_p", "seed")

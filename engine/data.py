@@ -13,7 +13,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from .polynomial import Poly, PolynomialError, canonical_inner, compose, degree, from_prefix, to_prefix
+from .poly.core import Poly, PolynomialError, canonical_inner, compose, degree, from_prefix, to_prefix
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ import torch
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from .cli import add_decode_args, options_from_args
 from .data import out_of_domain
-from .decode import Answer, DecodeOptions, decode, rank_answers, run_to_completion
+from .decoding.decode import Answer, DecodeOptions, decode, rank_answers, run_to_completion
 from .prompt import prompt_ids
 from .device import pick_device
 from .model import GPT, PRESETS
-from .parse import parse_polynomial
-from .polynomial import Poly, PolynomialError, to_prefix, to_unicode
+from .poly.parse import parse_polynomial
+from .poly.core import Poly, PolynomialError, to_prefix, to_unicode
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from .data import read_dataset
 from .device import set_threads
-from .decode import DecodeOptions, best_answer, preset, solve
+from .decoding.decode import DecodeOptions, best_answer, preset, solve
 
 
 def evaluate_file(model, path: str, opts: DecodeOptions, limit: int | None, batch_size: int,

@@ -15,9 +15,9 @@ import sys
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from .data import ALL_PAIRS, generate
-from .decode import best_answer, preset, solve
+from .decoding.decode import best_answer, preset, solve
 from .device import set_threads
-from .polynomial import to_unicode
+from .poly.core import to_unicode
 
 EXAMPLES_SEED = 2024
 

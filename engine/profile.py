@@ -14,12 +14,12 @@ import json
 import logging
 import sys
 
-from .bench_util import random_model
+from .bench.util import random_model
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .cli import add_decode_args, options_from_args
 from .device import pick_device, set_threads
-from .parse import parse_polynomial
-from .polynomial import PolynomialError
+from .poly.parse import parse_polynomial
+from .poly.core import PolynomialError
 from .profiler import PHASES, profile_run
 
 

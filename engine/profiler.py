@@ -27,9 +27,9 @@ from typing import Iterator
 import torch
 from torch.profiler import ProfilerActivity, record_function, tensorboard_trace_handler
 
-from .decode import DecodeOptions, Step, best_answer, decode, rank_answers
+from .decoding.decode import DecodeOptions, Step, best_answer, decode, rank_answers
 from .prompt import prompt_ids
-from .polynomial import Poly, to_unicode
+from .poly.core import Poly, to_unicode
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ Each prompt ends with the separator ⁇; the model answers after it.
 """
 from __future__ import annotations
 
-from .polynomial import Poly, PolynomialError, degree, from_prefix_tokens, normalize, to_prefix_tokens
+from .poly.core import Poly, PolynomialError, degree, from_prefix_tokens, normalize, to_prefix_tokens
 from .tokenizer import E1_MAX_DEGREE, E1_MAX_WIDTH, PROMPT_FORMATS, SEP_ID, encode, vocab_for
 
 __all__ = ["PROMPT_FORMATS", "parse_prompt", "prompt_ids", "prompt_length", "prompt_tokens"]

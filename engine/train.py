@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError, config_from_dict, load_checkpoint, load_state, save_checkpoint
 from .data import ALL_PAIRS, COEFF_RANGE, Problem, parse_pair, random_problem, read_dataset
-from .decode import best_answer, preset, solve
+from .decoding.decode import best_answer, preset, solve
 from .device import pick_device, set_threads
 from .model import GPT, PRESETS
 from .prompt import PROMPT_FORMATS, prompt_ids

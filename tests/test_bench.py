@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from engine import SUITES, format_table, run_suite
-from engine.bench_util import Subject, ban_end, max_new_for, problems, random_model, run_ours
-from engine.benchmark import main
-from engine.decode import preset
+from engine.bench.util import Subject, ban_end, max_new_for, problems, random_model, run_ours
+from engine.bench.runner import main
+from engine.decoding.decode import preset
 from engine.model import GPT, PRESETS
 from engine.tokenizer import PAD_ID, SEP_ID, encode
 
@@ -122,7 +122,7 @@ def test_format_table_shows_machine_settings_rows_and_summary():
 
 def test_sweep_figure_puts_each_speedup_in_its_cell():
     """Guards against a transposed heatmap: rows are prompt lengths, columns are widths."""
-    from engine.bench_sweep import STRATEGIES, figure, label
+    from engine.bench.sweep import STRATEGIES, figure, label
     grid = {"sizes": ("tiny",), "lengths": (16, 64), "widths": (1, 8, 32)}
     rows = [{"model": "tiny", "prompt_tokens": L, "width": w,
              **{f"x_{label(s)}": L * 100 + w + k / 10 for k, s in enumerate(STRATEGIES)}}
@@ -139,8 +139,8 @@ def test_sweep_figure_puts_each_speedup_in_its_cell():
 
 def test_agreement_accepts_only_float_ties():
     """Different answers count as the same result only when their scores tie to float precision."""
-    from engine.bench_util import SCORE_TOL, agreement
-    from engine.decode import Hypothesis
+    from engine.bench.util import SCORE_TOL, agreement
+    from engine.decoding.decode import Hypothesis
     a = [Hypothesis((1, 2), -1.0, True), Hypothesis((3,), -2.0, True)]
     assert agreement(a, list(a)) == (True, 0)
     tie = [a[0], Hypothesis((4,), -2.0 + SCORE_TOL / 2, True)]

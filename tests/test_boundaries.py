@@ -17,7 +17,7 @@ def imports(path: pathlib.Path) -> set[str]:
 
 def test_engine_never_imports_ui_libraries():
     """Guards against the engine growing a dependency on the UI stack."""
-    for path in (ROOT / "engine").glob("*.py"):
+    for path in (ROOT / "engine").rglob("*.py"):
         bad = {n for n in imports(path) if n.split(".")[0] in {"gradio", "plotly", "demo"}}
         assert not bad, f"{path.name} imports {bad}"
 

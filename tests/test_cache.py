@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from engine.cache import CACHE_STRATEGIES, ConcatCache, SharedPrefixCache, StaticCache, make_cache
+from engine.decoding.cache import CACHE_STRATEGIES, ConcatCache, SharedPrefixCache, StaticCache, make_cache
 from engine.model import GPT, PRESETS
 
 L, B, H, D = 2, 3, 2, 4

@@ -6,7 +6,7 @@ import torch
 from engine.checkpoint import save_checkpoint
 from engine.examples import examples_path, main
 from engine.model import GPT, PRESETS
-from engine.polynomial import verify
+from engine.poly.core import verify
 
 
 def test_examples_file_for_a_checkpoint(tmp_path, capsys):

@@ -1,12 +1,12 @@
-"""engine.hf: transformers generate() on the exported weights returns what our decoders return."""
+"""engine.decoding.hf: transformers generate() on the exported weights returns what our decoders return."""
 import pytest
 import torch
 
 from engine import hf_decode
-from engine.bench_util import problems, run_ours
+from engine.bench.util import problems, run_ours
 from engine.checkpoint import export_hf
-from engine.decode import DecodeOptions, Decoded, preset
-from engine.hf import generate_kwargs, left_pad
+from engine.decoding.decode import DecodeOptions, Decoded, preset
+from engine.decoding.hf import generate_kwargs, left_pad
 from engine.model import GPT, PRESETS
 from engine.tokenizer import PAD_ID, SEP_ID, encode
 

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from engine.cache import make_cache
+from engine.decoding.cache import make_cache
 from engine.model import GPT, PRESETS, GPTConfig
 
 

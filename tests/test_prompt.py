@@ -10,12 +10,13 @@ import torch
 
 import engine
 from demo import lab
-from engine import bench_util, evaluate, decompose
+from engine import decompose, evaluate
+from engine.bench import util as bench_util
 from engine.checkpoint import export_hf, save_checkpoint
 from engine.data import ALL_PAIRS, generate, random_problem, write_dataset
-from engine.decode import preset
+from engine.decoding.decode import preset
 from engine.model import GPT, PRESETS, GPTConfig
-from engine.polynomial import PolynomialError
+from engine.poly.core import PolynomialError
 from engine.profiler import profile_run
 from engine.prompt import PROMPT_FORMATS, parse_prompt, prompt_ids, prompt_tokens
 from engine.tokenizer import SEP_ID, decode, vocab_for

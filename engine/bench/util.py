@@ -10,14 +10,14 @@ from typing import Callable, Sequence
 
 import torch
 
-from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from .data import Problem, generate
-from .decode import Decoded, DecodeOptions, Hypothesis, decode, run_to_completion
-from .device import pick_device, synchronize
-from .model import GPT, PRESETS
-from .profiler import machine_info
-from .prompt import prompt_ids
-from .tokenizer import PAD_ID, SEP_ID, encode
+from ..checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from ..data import Problem, generate
+from ..decoding.decode import Decoded, DecodeOptions, Hypothesis, decode, run_to_completion
+from ..device import pick_device, synchronize
+from ..model import GPT, PRESETS
+from ..profiler import machine_info
+from ..prompt import prompt_ids
+from ..tokenizer import PAD_ID, SEP_ID, encode
 
 log = logging.getLogger(__name__)
 

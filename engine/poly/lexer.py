@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .polynomial import PolynomialError
+from .core import PolynomialError
 
 MAX_COEFF = 10**15  # largest |integer| accepted, as a literal and in the expanded result
 

@@ -8,10 +8,10 @@ import os
 import sys
 from typing import Callable
 
-from .bench_suites import beam, generation, hf
-from .bench_sweep import sweep
-from .bench_util import Progress, load_subject, machine
-from .device import set_threads
+from .suites import beam, generation, hf
+from .sweep import sweep
+from .util import Progress, load_subject, machine
+from ..device import set_threads
 
 log = logging.getLogger(__name__)
 

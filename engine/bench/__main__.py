@@ -13,7 +13,7 @@ number of tokens; with a checkpoint (default: the shipped one) answers stop at E
 """
 import sys
 
-from .benchmark import main
+from .runner import main
 
 if __name__ == "__main__":
     sys.exit(main())

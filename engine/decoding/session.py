@@ -17,8 +17,8 @@ import time
 import torch
 
 from .cache import make_cache
-from .device import phase, synchronize
-from .tokenizer import PAD_ID
+from ..device import phase, synchronize
+from ..tokenizer import PAD_ID
 
 
 def grad_mode(name: str):

@@ -13,11 +13,11 @@ import json
 import math
 import os
 
-from .bench_util import Progress, Subject, agreement, best_hyps, random_model, report, run_ours, timed
-from .data import generate
-from .decode import preset
-from .prompt import prompt_ids
-from .tokenizer import SEP_ID
+from .util import Progress, Subject, agreement, best_hyps, random_model, report, run_ours, timed
+from ..data import generate
+from ..decoding.decode import preset
+from ..prompt import prompt_ids
+from ..tokenizer import SEP_ID
 
 # (cache, beam cache) pairs measured against ("none", -) at every grid point.
 STRATEGIES: tuple[tuple[str, str], ...] = (("concat", "clone"), ("concat", "gather"), ("static", "gather"),

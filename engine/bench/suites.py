@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import partial
 
-from .bench_util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hyps, interleaved, machine,
-                         matmul_gflops, max_new_for, problem_prompts, problems, report, run_ours, stats, timed)
-from .decode import best_answer, preset, rank_answers
+from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hyps, interleaved, machine,
+                   matmul_gflops, max_new_for, problem_prompts, problems, report, run_ours, stats, timed)
+from ..decoding.decode import best_answer, preset, rank_answers
 
 GEN_PRESETS = ("V1", "V2", "V3", "fastest")
 SHORT, MEDIUM, LONG = (2, 2), (3, 3), (4, 4)
@@ -204,8 +204,8 @@ def _pass(subject: Subject, batch: list, bsz: int, fn, opts) -> list:
 
 def hf(subject: Subject, runs: int, warmup: int, n: int = 12, progress: Progress | None = None) -> dict:
     """Ours (fastest) against transformers generate() on the same weights exported to GPT2LMHeadModel."""
-    from .checkpoint import export_hf
-    from .hf import hf_decode
+    from ..checkpoint import export_hf
+    from ..decoding.hf import hf_decode
     hf_model = export_hf(subject.model).to(subject.device).eval()
     batch = problems(SHORT, n)
     contenders = {"ours": partial(run_ours, subject.model), "hf": partial(hf_decode, hf_model)}

@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 
 from .decode import Decoded, DecodeOptions, Hypothesis
-from .device import synchronize
-from .tokenizer import PAD_ID, SEP_ID
+from ..device import synchronize
+from ..tokenizer import PAD_ID, SEP_ID
 
 
 def left_pad(prompts: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fractions import Fraction
 from math import lcm
 
-from .polynomial import Poly, PolynomialError, canonical_inner, compose, degree, normalize, q_adic_expansion, to_unicode
+from .core import Poly, PolynomialError, canonical_inner, compose, degree, normalize, q_adic_expansion, to_unicode
 
 MAX_DECOMPOSE_DEGREE = 64
 

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from .decode import UNREACHABLE, Beam, Decoded, DecodeOptions, Hypothesis, Step, _session
-from .device import phase
+from ..device import phase
 from .session import grad_mode
-from .tokenizer import SEP_ID
+from ..tokenizer import SEP_ID
 
 
 @dataclass

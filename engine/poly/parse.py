@@ -1,6 +1,6 @@
 """A safe parser for polynomials as people type them: `3a² - 2(a+1)^2`, `(a+1)(a−1)`, `a**3 + 5`.
 
-Hand-written lexer (lexer.py) and recursive descent; nothing is ever evaluated as Python. Parsing builds a
+Hand-written lexer (engine/poly/lexer.py) and recursive descent; nothing is ever evaluated as Python. Parsing builds a
 small tree whose degree and coefficient size are bounded symbolically at every node, so
 `(a+1)^999999` or `((a+1)^30)^30` is refused before a single multiplication. Text in the seed
 prefix format (`+ P 1 2 + * N 5 a * N 1 6 ^ a P 2`) is recognised and read with from_prefix_tokens.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .lexer import MAX_COEFF, Tok, lex
-from .polynomial import Poly, PolynomialError, add, degree, from_prefix_tokens, mul, normalize, scale
+from .core import Poly, PolynomialError, add, degree, from_prefix_tokens, mul, normalize, scale
 
 MAX_CHARS = 400  # typed (infix) input
 MAX_PREFIX_CHARS = 1200  # a 4_4 prompt in prefix tokens is about 500 characters

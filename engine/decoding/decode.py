@@ -6,7 +6,7 @@
 
 Every option (cache strategy, beam cache handling, attention backend, mask reuse, grad mode, the
 seed's one-beam-at-a-time loop) changes speed only; the tokens and scores stay the same.
-Beam search (engine/beam.py) follows Hugging Face generate() (num_beams=K, do_sample=False, early_stopping=False):
+Beam search (beam.py) follows Hugging Face generate() (num_beams=K, do_sample=False, early_stopping=False):
 per problem the top 2K (beam, token) candidates by cumulative log-prob; a candidate ending with
 END and ranked < K joins the finished hypotheses (best K kept by score / len ** length_penalty,
 len counting END); the first K others live on; a problem is done when it holds K finished and
@@ -21,11 +21,11 @@ from typing import Generator, Sequence
 import torch
 import torch.nn.functional as F
 
-from .device import phase
-from .polynomial import Poly, PolynomialError, from_prefix_tokens, verify
-from .prompt import prompt_ids
+from ..device import phase
+from ..poly.core import Poly, PolynomialError, from_prefix_tokens, verify
+from ..prompt import prompt_ids
 from .session import BatchSession, SerialSession, grad_mode
-from .tokenizer import SEP_ID, TokenizerError, decode as decode_ids
+from ..tokenizer import SEP_ID, TokenizerError, decode as decode_ids
 
 DECODERS = ("greedy", "sample", "beam")
 CACHES = ("none", "concat", "static")
