@@ -45,19 +45,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Serve the PolyDecode Lab web app.")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     ap.add_argument("--port", type=int, default=7860)
-    ap.add_argument("--checkpoint", default=engine.DEFAULT_CHECKPOINT, help="checkpoint stem to serve")
     ap.add_argument("--profile-dir", default="profiles", help="where profiler runs are written and listed")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads for decoding, profiling and benchmarks (default: torch's choice)")
-    return ap.parse_args(argv)
+    engine.add_runtime_args(ap, device=False)  # --threads, --checkpoint
+    args = ap.parse_args(argv)
+    args.checkpoint = args.checkpoint or engine.DEFAULT_CHECKPOINT
+    engine.apply_runtime_args(ap, args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        engine.set_threads(args.threads)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     for name in ("demo", "engine"):
         logging.getLogger(name).setLevel(logging.INFO)

@@ -47,9 +47,7 @@ def run_bench(lab: LabConfig, suite: str, smoke: bool, model: str, runs=DEFAULT,
             checkpoint=lab.checkpoint if model == MODELS[0] else None, preset=None if model == MODELS[0] else "tiny",
             progress=report, out_dir=os.path.join(lab.profile_dir, "bench"))
     cols, rows = suite_rows(result)
-    html = result.get("html")
-    return (engine.format_table(result), gr.update(value=rows, headers=cols), figures.bench_figure(result),
-            gr.update(value=html, visible=bool(html)), result)
+    return engine.format_table(result), gr.update(value=rows, headers=cols), figures.bench_figure(result), result
 
 
 def build(lab: LabConfig | None = None) -> gr.Blocks:
@@ -71,14 +69,13 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         run = gr.Button("Run benchmark", variant="primary", elem_id="bench-run")
         table = gr.Markdown(elem_id="bench-table")
         chart = gr.Plot(figures.bench_figure({}), label="Chart", elem_id="bench-chart")
-        html = gr.File(label="Interactive sweep page (open in a browser)", visible=False)
         with gr.Accordion("Rows as a sortable table", open=False):
             rows = gr.Dataframe(interactive=False, elem_id="bench-rows")
         with gr.Accordion("Result as JSON", open=False):
             raw = gr.JSON()
         suite.change(lambda s: SUITE_NOTES.get(s, ""), suite, note, queue=False, api_visibility="private")
         run.click(functools.partial(run_bench, lab), [suite, smoke, model, runs, warmup],
-                  [table, rows, chart, html, raw], api_name="benchmark", concurrency_id=MODEL_QUEUE,
+                  [table, rows, chart, raw], api_name="benchmark", concurrency_id=MODEL_QUEUE,
                   concurrency_limit=1, show_progress_on=[table])
     return tab
 

@@ -5,7 +5,7 @@ import functools
 import importlib.util
 import statistics
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import gradio as gr
 
@@ -13,7 +13,7 @@ import engine
 
 from . import figures
 from .formatting import ascii_poly, options_summary
-from .lab import MODEL_QUEUE, LabConfig, example_problems, hf_model, prompt_ids, user_errors
+from .lab import MODEL_QUEUE, LabConfig, example_problems, hf_model, user_errors
 
 HF = "hf"  # the preset column value that runs transformers generate() on the exported weights
 COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new"]
@@ -50,20 +50,17 @@ def parse_configs(rows: list[list]) -> list[Config]:
         cells = dict(zip(COLUMNS, (_cell(v) for v in row)))
         if not any(cells.values()):
             continue
-        name = cells["preset"] or "custom"
+        name = cells["preset"] or engine.CUSTOM
         try:
-            base = engine.DecodeOptions() if name in ("custom", HF) else engine.preset(name)
             changes = {k: cells[k] for k in ("decoder", "cache", "beam_cache", "attention") if cells[k]}
             changes.update({k: int(float(cells[k])) for k in ("width", "max_new") if cells[k]})
-            opts = replace(base, **changes)
-            if opts.decoder != "beam":
-                opts = replace(opts, width=1)
+            opts = engine.options(engine.CUSTOM if name == HF else name, **changes)
         except ValueError as e:
             raise ValueError(f"configuration row {n}: {e}") from None
         if name == HF and not hf_available():
             raise ValueError(f"configuration row {n}: transformers generate() is not available here")
         if name == HF:
-            detail = f"transformers generate(), {'beam ' + str(opts.width) if opts.decoder == 'beam' else 'greedy'}"
+            detail = f"transformers generate(), {'beam ' + str(opts.beams) if opts.decoder == 'beam' else 'greedy'}"
         else:
             detail = options_summary(opts)
         configs.append(Config(f"{n}. {name}", detail, opts, name == HF))
@@ -106,7 +103,8 @@ def verdict(outputs: dict[str, list[tuple]]) -> str:
 
 def _measure(lab: LabConfig, cfg: Config, fs: list[engine.Poly], runs: int, tmp: str | None):
     """One warm-up, then `runs` timed decodes (the decoder's own device-synchronised total), then phases."""
-    prompts = [prompt_ids(lab.model(), f) for f in fs]
+    model = lab.model()
+    prompts = [engine.prompt_ids(f, model.config.prompt_format) for f in fs]
     _run(lab, cfg, prompts)
     times = []
     for _ in range(runs):

@@ -9,9 +9,9 @@ import gradio as gr
 import engine
 
 from . import figures
-from .controls import make_options, option_controls
+from .controls import option_controls, panel_options
 from .formatting import BEAM_HEADERS, LATEX, answers_markdown, ascii_poly, beam_rows, options_summary, step_status
-from .lab import MODEL_QUEUE, LabConfig, example_problems, prompt_ids, user_errors
+from .lab import MODEL_QUEUE, LabConfig, example_problems, user_errors
 
 INTRO = """Type an integer polynomial f(a) (e.g. `4a^4 + 12a^3 + 9a^2 - 1`, `3(a^2+2a)^2 - 5`, or the seed's prefix
 tokens). The model writes an inner Q(a) with f = P(Q(a)); every answer is checked by exact division."""
@@ -52,23 +52,20 @@ def replay(upto: float, state: dict | None):
     return tree_figure(state, k), beam_rows(step), step_status(step, len(state["steps"]))
 
 
-def decompose(lab: LabConfig, text: str, preset: str = "fastest", decoder: str = "beam", width: float = 10,
-              cache: str = "static", beam_cache: str = "shared-prefix", attention: str = "sdpa", max_new: float = 40,
-              temperature: float = 1.0, top_k: float = 0, top_p: float = 1.0, seed: float = 0,
-              length_penalty: float = 0.0) -> Iterator[tuple]:
+def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
     """Stream one search: the live beams at every step, then answers, tree, latency and the result JSON.
 
+    `panel` holds the options panel's values by name (controls.PANEL; missing ones keep the preset's).
     Yields tuples for (warning, status, live, answers, classical, tree, replay, latency, result, state)."""
     skip = gr.skip()
     with user_errors("Decompose"):
         f = engine.parse_polynomial(text or "")
-        opts = make_options(preset, decoder, width, cache, beam_cache, attention, max_new, temperature, top_k, top_p,
-                            seed, length_penalty)
+        opts = panel_options(**panel)
         model = lab.model()
         warning = engine.out_of_domain(f)
         warning_md = f"⚠ **Outside the training distribution:** {warning}" if warning else ""
         classical = "**Classical decomposition (sympy), for reference:**\n\n" + engine.describe_decomposition(f)
-        gen = engine.decode(model, [prompt_ids(model, f)], opts)
+        gen = engine.decode(model, [engine.prompt_ids(f, model.config.prompt_format)], opts)
         steps: list[engine.Step] = []
         yield (warning_md, "Starting…", [], "Searching…", classical, figures.beam_tree(()),
                gr.update(value=0, interactive=False), figures.step_latency(()), None, None)
@@ -120,8 +117,8 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             result = gr.JSON(elem_id="decompose-json")
         state = gr.State(None)
         outputs = [warning, status, live, answers, classical, tree, step, latency, result, state]
-        run_event = dict(fn=functools.partial(decompose, lab), inputs=[poly, *controls.inputs], outputs=outputs,
-                         concurrency_id=MODEL_QUEUE, concurrency_limit=1, show_progress_on=[status])
+        run_event = dict(fn=functools.partial(decompose, lab), inputs=[poly], inputs_kwargs=controls.by_name,
+                         outputs=outputs, concurrency_id=MODEL_QUEUE, concurrency_limit=1, show_progress_on=[status])
         run.click(api_name="decompose", **run_event)
         poly.submit(api_visibility="private", **run_event)
         step.input(replay, [step, state], [tree, live, status], trigger_mode="always_last", api_visibility="private")

@@ -83,11 +83,6 @@ def hf_model(path: str):
         return _hf(path)
 
 
-def prompt_ids(model, f: engine.Poly) -> list[int]:
-    """The model's prompt for f, in the model's prompt format."""
-    return engine.prompt_ids(f, model.config.prompt_format)
-
-
 @contextmanager
 def user_errors(action: str) -> Iterator[None]:
     """Engine ValueErrors (bad polynomial, bad option, checkpoint problems) become a gr.Error the page

@@ -10,7 +10,7 @@ import gradio as gr
 import engine
 
 from . import figures
-from .controls import make_options, option_controls
+from .controls import option_controls, panel_options
 from .lab import MODEL_QUEUE, LabConfig, example_problems, user_errors
 from .tensorboard import PLUGIN_PATH, TensorBoard
 
@@ -88,15 +88,12 @@ def select_run(profile_dir: str, name: str | None):
     return (*show_summary(run["summary"] if run else None), gr.update(value=trace, interactive=trace is not None))
 
 
-def record(lab: LabConfig, text: str, name: str = "", preset: str = "fastest", decoder: str = "beam", width: float = 10,
-           cache: str = "static", beam_cache: str = "shared-prefix", attention: str = "sdpa", max_new: float = 40,
-           temperature: float = 1.0, top_k: float = 0, top_p: float = 1.0, seed: float = 0,
-           length_penalty: float = 0.0):
-    """Decode once under the profiler into the profiles folder; show the result and refresh the list."""
+def record(lab: LabConfig, text: str, name: str = "", **panel):
+    """Decode once under the profiler into the profiles folder; show the result and refresh the list.
+    `panel` holds the options panel's values by name (controls.PANEL; missing ones keep the preset's)."""
     with user_errors("Profile"):
         f = engine.parse_polynomial(text or "")
-        opts = make_options(preset, decoder, width, cache, beam_cache, attention, max_new, temperature, top_k, top_p,
-                            seed, length_penalty)
+        opts = panel_options(**panel)
         summary = engine.profile_run(lab.model(), f, opts, out_dir=lab.profile_dir, name=(name or "").strip() or None)
         rows, picker = runs_view(lab.profile_dir, summary["name"])
         run = find_run(lab.profile_dir, summary["name"])
@@ -141,8 +138,8 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             tb_button = gr.Button("Start TensorBoard", elem_id="tb-start", scale=1)
             tb_link = gr.Markdown(elem_id="tb-link")
         shown = [summary, phase_fig, phase_table, timeline, top_ops]
-        run.click(functools.partial(record, lab), [text, name, *controls.inputs], [*shown, runs, picker, download],
-                  api_name="profile", concurrency_id=MODEL_QUEUE, concurrency_limit=1,
+        run.click(functools.partial(record, lab), [text, name], [*shown, runs, picker, download],
+                  inputs_kwargs=controls.by_name, api_name="profile", concurrency_id=MODEL_QUEUE, concurrency_limit=1,
                   show_progress_on=[summary])
         listing = functools.partial(runs_view, lab.profile_dir)
         refresh.click(listing, picker, [runs, picker], api_name="list_runs")

@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors weights + a JSON config beside them.
+"""Checkpoints: safetensors weights + a JSON config beside them; the one "checkpoint or random weights" loader.
 
 `<path>.safetensors` holds the weights, `<path>.json` holds asdict(config), the vocabulary and
 free-form metadata (training recipe, time taken). The model is rebuilt from these two files alone.
@@ -6,14 +6,19 @@ free-form metadata (training recipe, time taken). The model is rebuilt from thes
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .model import GPT, GPTConfig
-from .tokenizer import VOCAB, vocab_for
+from .device import pick_device
+from .model import GPT, PRESETS, GPTConfig
+from .tokenizer import PAD_ID, SEP_ID, VOCAB, vocab_for
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "default")
 
@@ -108,8 +113,70 @@ def load_model(path: str | None = None, device: str | torch.device | None = None
 
     meta["trained"] is True only for weights that came out of training; anything else is untrained.
     """
-    from .device import pick_device
     return load_checkpoint(path or DEFAULT_CHECKPOINT, pick_device(device if device is None else str(device)))
+
+
+# ---------------------------------------------------------------- checkpoint or random weights
+
+@dataclass(frozen=True)
+class Weights:
+    model: GPT                     # in eval mode, on the device asked for
+    source: str                    # for people: the checkpoint path, or which random weights
+    checkpoint: str | None         # the checkpoint stem; None for random weights
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def trained(self) -> bool:
+        """True only for weights that came out of training (the checkpoint's meta says so)."""
+        return bool(self.meta.get("trained"))
+
+
+def ban_end(model: GPT) -> GPT:
+    """Make END (and PAD) unreachable on a random-weight model, so every decoder runs to max_new and does
+    equal work.
+
+    With untrained LayerNorm weights (gain 1) each normalised feature lies in [-sqrt(C), sqrt(C)], so a
+    final-LayerNorm bias of sqrt(C) + 1 on feature 0 keeps it >= 1; the head rows for END and PAD then read
+    only that feature with weight -1000, putting their logits below -1000 at every position. The change is
+    in the weights, so the exported transformers model behaves the same way."""
+    C = model.config.n_embd
+    with torch.no_grad():
+        if not torch.allclose(model.ln_f.weight, torch.ones_like(model.ln_f.weight)):
+            raise ValueError("ban_end needs an untrained final LayerNorm (gain 1)")
+        model.ln_f.bias[0] = math.sqrt(C) + 1.0
+        for banned in (SEP_ID, PAD_ID):
+            model.head.weight[banned].zero_()
+            model.head.weight[banned, 0] = -1000.0
+    return model
+
+
+def random_model(preset_name: str, seed: int = 0, end_unreachable: bool = True) -> GPT:
+    """Seeded random weights of a model preset in eval mode; END made unreachable (ban_end) unless asked not to."""
+    if preset_name not in PRESETS:
+        raise ValueError(f"unknown model preset {preset_name!r}; choose from {sorted(PRESETS)}")
+    torch.manual_seed(seed)
+    model = GPT(PRESETS[preset_name])
+    return (ban_end(model) if end_unreachable else model).eval()
+
+
+def load_weights(checkpoint: str | None = None, preset: str | None = None, device: str | torch.device | None = None,
+                 end_unreachable: bool = False) -> Weights:
+    """A checkpoint (`checkpoint`), or seeded random weights of a model preset (`preset`), or with neither the
+    shipped checkpoint, falling back to random weights of the default preset when it is missing (logged, and
+    said in `source`). end_unreachable applies to random weights only (see ban_end)."""
+    if checkpoint and preset:
+        raise ValueError("give a checkpoint or a model preset, not both")
+    device = pick_device(None if device is None else str(device))
+    if preset:
+        return Weights(random_model(preset, end_unreachable=end_unreachable).to(device),
+                       f"random weights, preset {preset}", None)
+    stem = _stem(checkpoint or DEFAULT_CHECKPOINT)
+    if checkpoint is None and not os.path.exists(stem + ".safetensors"):
+        log.warning("no checkpoint at %s; using random weights of the default preset", stem)
+        return Weights(random_model("default", end_unreachable=end_unreachable).to(device),
+                       "random weights, preset default (no checkpoint found)", None)
+    model, meta = load_checkpoint(stem, device)
+    return Weights(model, os.path.relpath(stem), stem, meta)
 
 
 # ---------------------------------------------------------------- the seed's minGPT checkpoints
@@ -183,7 +250,6 @@ def export_hf(model: GPT):
     """The same weights as a transformers GPT2LMHeadModel (exact GELU, untied head, eval mode)."""
     from transformers import GPT2Config, GPT2LMHeadModel  # slow to import: only when asked
 
-    from .tokenizer import PAD_ID, SEP_ID
     c = model.config
     hf_cfg = GPT2Config(vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
                         n_head=c.n_head, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0,

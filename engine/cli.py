@@ -1,16 +1,46 @@
-"""Decode-option flags shared by the command lines (engine.decompose, engine.profile).
+"""Flags the command lines share: the runtime (--threads, --device, --checkpoint) and the decode options.
 
-A named preset first, then every flag that was given replaces its field; DecodeOptions validates the result.
+Decode options start from a named preset, then every flag that was given replaces its field (options()
+ignores the ones left out); DecodeOptions validates the result.
 """
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+import os
 
-from .decoding.decode import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, preset
+import torch
+
+from .checkpoint import DEFAULT_CHECKPOINT
+from .decoding import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, options
+from .device import pick_device, set_threads
 
 OPTION_FLAGS = ("decoder", "width", "cache", "beam_cache", "attention", "max_new", "length_penalty",
                 "temperature", "top_k", "top_p", "seed")
+
+
+def add_runtime_args(ap: argparse.ArgumentParser, *, checkpoint: bool = True, random_weights: str | None = None,
+                     device: bool = True) -> None:
+    """--threads, --device and --checkpoint. With random_weights (a flag such as "--preset"), that flag names a
+    model preset whose random weights are used instead, and it excludes --checkpoint."""
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    if device:
+        ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    if not checkpoint:
+        return
+    group = ap.add_mutually_exclusive_group() if random_weights else ap
+    group.add_argument("--checkpoint", default=None,
+                       help=f"weights stem: .safetensors + .json (default: {os.path.relpath(DEFAULT_CHECKPOINT)})")
+    if random_weights:
+        group.add_argument(random_weights, default=None, help="random weights of a model preset: tiny, default, paper")
+
+
+def apply_runtime_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> torch.device:
+    """Set torch's CPU threads and resolve the device; a bad value is an argparse error (exit code 2)."""
+    try:
+        set_threads(args.threads)
+        return pick_device(getattr(args, "device", None))
+    except ValueError as e:
+        ap.error(str(e))
 
 
 def add_decode_args(ap: argparse.ArgumentParser) -> None:
@@ -26,12 +56,8 @@ def add_decode_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--top-k", type=int)
     ap.add_argument("--top-p", type=float)
     ap.add_argument("--seed", type=int, help="sampling seed")
-    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
 
 
 def options_from_args(args: argparse.Namespace) -> DecodeOptions:
     """The preset with every flag that was given applied (ValueError on bad values)."""
-    opts = preset(args.preset, **{k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None})
-    if opts.decoder != "beam" and args.width is None:  # one hypothesis unless asked otherwise
-        opts = replace(opts, width=1)
-    return opts
+    return options(args.preset, **{k: getattr(args, k) for k in OPTION_FLAGS})

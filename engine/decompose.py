@@ -10,40 +10,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict
 
-import torch
-
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
-from .cli import add_decode_args, options_from_args
+from .checkpoint import CheckpointError, load_weights
+from .cli import add_decode_args, add_runtime_args, apply_runtime_args, options_from_args
 from .data import out_of_domain
-from .decoding.decode import Answer, DecodeOptions, decode, rank_answers, run_to_completion
+from .decoding import Answer, DecodeOptions, decode, rank_answers, run_to_completion
+from .poly import Poly, PolynomialError, parse_polynomial, to_prefix, to_unicode
 from .prompt import prompt_ids
-from .device import pick_device
-from .model import GPT, PRESETS
-from .poly.parse import parse_polynomial
-from .poly.core import Poly, PolynomialError, to_prefix, to_unicode
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     ap = argparse.ArgumentParser(prog="python -m engine.decompose", description=__doc__.split("\n")[0])
     ap.add_argument("polynomial", help='f(a), e.g. "a^4 + 4a^3 + 2a^2 - 4a + 1" (or seed prefix tokens)')
     add_decode_args(ap)
-    ap.add_argument("--checkpoint", default=None, help=f"weights stem (default: {os.path.relpath(DEFAULT_CHECKPOINT)})")
+    add_runtime_args(ap)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    return ap.parse_args(argv)
-
-
-def load(path: str | None, device: torch.device) -> tuple[GPT, str, bool]:
-    """(model, where it came from, trained?). Without any checkpoint: random weights, said clearly."""
-    stem = path or DEFAULT_CHECKPOINT
-    if path is None and not os.path.exists(stem + ".safetensors"):
-        torch.manual_seed(0)
-        return GPT(PRESETS["default"]).to(device).eval(), "random weights (no checkpoint found)", False
-    model, meta = load_checkpoint(stem, device)
-    return model, os.path.relpath(stem), bool(meta.get("trained"))
+    return ap, ap.parse_args(argv)
 
 
 def answer_dict(a: Answer) -> dict:
@@ -68,12 +52,13 @@ def render(f: Poly, source: str, trained: bool, opts: DecodeOptions, answers, re
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    ap, args = parse_args(argv)
+    device = apply_runtime_args(ap, args)
     try:
         f = parse_polynomial(args.polynomial)
         opts = options_from_args(args)
-        device = pick_device(args.device)
-        model, source, trained = load(args.checkpoint, device)
+        weights = load_weights(args.checkpoint, device=device)  # random weights, said clearly, when none is found
+        source, trained, model = weights.source, weights.trained, weights.model
         result = run_to_completion(decode(model, [prompt_ids(f, model.config.prompt_format)], opts))
     except (PolynomialError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,7 +1,10 @@
-"""Device choice and synchronisation for honest timings."""
+"""Device choice, synchronisation for honest timings, CPU threads, and where a figure was measured."""
 from __future__ import annotations
 
+import os
+import platform
 from contextlib import nullcontext
+from importlib import metadata
 
 import torch
 from torch.profiler import record_function
@@ -41,3 +44,26 @@ def set_threads(n: int | None) -> None:
     if n < 1:
         raise ValueError("--threads must be >= 1")
     torch.set_num_threads(n)
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info(device: torch.device | str | None = None) -> dict:
+    """Where a figure was measured: CPU, cores, threads, library versions and the device (the GPU's name
+    when it is a CUDA device, else "cpu"; with no device given, the GPU when one is present)."""
+    device = pick_device(None if device is None else str(device))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "transformers": _version("transformers"), "device": name}

@@ -21,9 +21,9 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from .cli import add_runtime_args, apply_runtime_args
 from .data import read_dataset
-from .device import set_threads
-from .decoding.decode import DecodeOptions, best_answer, preset, solve
+from .decoding import DecodeOptions, best_answer, options, solve
 
 
 def evaluate_file(model, path: str, opts: DecodeOptions, limit: int | None, batch_size: int,
@@ -49,7 +49,7 @@ def evaluate_file(model, path: str, opts: DecodeOptions, limit: int | None, batc
         for k, p in enumerate(problems):
             predictions.write(f"{p.prompt} ⁇ {answers[k]}".rstrip() + "\n")
     n = len(problems)
-    return {"file": path, "decoder": opts.decoder, "width": opts.width if opts.decoder == "beam" else samples,
+    return {"file": path, "decoder": opts.decoder, "width": samples if opts.decoder == "sample" else opts.beams,
             "problems": n, "verified": verified, "accuracy": verified / n if n else 0.0,
             "seconds": round(time.perf_counter() - t0, 2)}
 
@@ -71,26 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (sample only)")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed (sample only)")
     ap.add_argument("--limit", type=int, default=None, help="first N problems of each file")
-    ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
     ap.add_argument("--predictions", default=None, help="write `<f> ⁇ <answer>` lines here")
     ap.add_argument("--batch-size", type=int, default=64, help="problems decoded together")
     ap.add_argument("--max-new", type=int, default=40)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_runtime_args(ap)
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args(argv)
-    try:
-        set_threads(args.threads)
-    except ValueError as e:
-        ap.error(str(e))
+    device = apply_runtime_args(ap, args)
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be >= 1")
     if args.samples < 1:
         ap.error("--samples must be >= 1")
     samples = args.samples if args.decoder == "sample" else 1
+    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     try:
-        model, meta = load_checkpoint(args.checkpoint)
-        opts = preset("fastest", decoder=args.decoder, width=args.width if args.decoder == "beam" else 1,
-                      max_new=args.max_new, temperature=args.temperature, seed=args.seed)
+        model, meta = load_checkpoint(checkpoint, device)
+        opts = options("fastest", decoder=args.decoder, width=args.width, max_new=args.max_new,
+                       temperature=args.temperature, seed=args.seed)
         rows = []
         out = open(args.predictions, "w", encoding="utf-8") if args.predictions else None
         try:
@@ -105,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.json:
         print(format_table(rows))
-    print(json.dumps({"results": rows, "checkpoint": args.checkpoint, "trained": bool(meta.get("trained")),
+    print(json.dumps({"results": rows, "checkpoint": checkpoint, "trained": bool(meta.get("trained")),
                       "torch": torch.__version__, "threads": torch.get_num_threads()}))
     return 0
 

@@ -14,10 +14,10 @@ import os
 import sys
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from .cli import add_runtime_args, apply_runtime_args
 from .data import ALL_PAIRS, generate
-from .decoding.decode import best_answer, preset, solve
-from .device import set_threads
-from .poly.core import to_unicode
+from .decoding import best_answer, preset, solve
+from .poly import to_unicode
 
 EXAMPLES_SEED = 2024
 
@@ -41,19 +41,19 @@ def examples_path(checkpoint: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Choose the demo's example problems the model verifies.")
-    ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
     ap.add_argument("--width", type=int, default=10)
     ap.add_argument("--candidates", type=int, default=16, help="problems tried per pair")
-    ap.add_argument("--threads", type=int, default=None)
+    add_runtime_args(ap)
     args = ap.parse_args(argv)
+    device = apply_runtime_args(ap, args)
+    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     try:
-        set_threads(args.threads)
-        model, _ = load_checkpoint(args.checkpoint)
+        model, _ = load_checkpoint(checkpoint, device)
         examples = pick_examples(model, args.width, args.candidates)
     except (OSError, ValueError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    path = examples_path(args.checkpoint)
+    path = examples_path(checkpoint)
     with open(path + ".tmp", "w", encoding="utf-8") as fh:
         json.dump({"width": args.width, "seed": EXAMPLES_SEED, "examples": examples}, fh, indent=1, ensure_ascii=False)
     os.replace(path + ".tmp", path)

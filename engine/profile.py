@@ -14,12 +14,9 @@ import json
 import logging
 import sys
 
-from .bench.util import random_model
-from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from .cli import add_decode_args, options_from_args
-from .device import pick_device, set_threads
-from .poly.parse import parse_polynomial
-from .poly.core import PolynomialError
+from .checkpoint import load_weights
+from .cli import add_decode_args, add_runtime_args, apply_runtime_args, options_from_args
+from .poly import PolynomialError, parse_polynomial
 from .profiler import PHASES, profile_run
 
 
@@ -47,27 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Profile one decode into a TensorBoard trace and a phase summary.")
     ap.add_argument("polynomial", help="f(a), typed (3a^2 - 2(a+1)^2) or in the seed's prefix tokens")
     add_decode_args(ap)
-    src = ap.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", default=None, help="trained weights (default: weights/default)")
-    src.add_argument("--model-preset", default=None, help="random weights of a model preset: tiny, default, paper")
+    add_runtime_args(ap, random_weights="--model-preset")
     ap.add_argument("--out", default="profiles", help="directory holding one folder per recording")
     ap.add_argument("--name", default=None, help="label of the run folder")
     ap.add_argument("--keep", type=int, default=20, help="recordings kept in --out (oldest removed)")
     ap.add_argument("--no-warmup", action="store_true", help="record the very first decode too")
     ap.add_argument("--json", action="store_true", help="print only the summary JSON")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
-    try:
-        set_threads(args.threads)
-    except ValueError as e:
-        ap.error(str(e))
+    device = apply_runtime_args(ap, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         f = parse_polynomial(args.polynomial)
         opts = options_from_args(args)
-        device = pick_device(args.device)
-        model = random_model(args.model_preset).to(device) if args.model_preset else \
-            load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device)[0]
+        # random weights never emit END, so every configuration records the same number of steps
+        model = load_weights(args.checkpoint, args.model_preset, device, end_unreachable=True).model
         summary = profile_run(model, f, opts, out_dir=args.out, name=args.name, keep=args.keep,
                               warmup=not args.no_warmup)
     except (PolynomialError, ValueError) as e:

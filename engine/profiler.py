@@ -21,15 +21,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from typing import Iterator
 
 import torch
 from torch.profiler import ProfilerActivity, record_function, tensorboard_trace_handler
 
-from .decoding.decode import DecodeOptions, Step, best_answer, decode, rank_answers
+from .decoding import DecodeOptions, Step, best_answer, decode, rank_answers
+from .device import machine_info
 from .prompt import prompt_ids
 from .poly.core import Poly, to_unicode
+from .prompt import prompt_ids
 
 log = logging.getLogger(__name__)
 
@@ -45,32 +46,10 @@ TOP_OPS = 15
 _LOCK = threading.Lock()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recording:
     run_dir: str
     name: str
-    prof: torch.profiler.profile | None = None
-
-
-def machine_info() -> dict:
-    """Where the figures were measured: CPU, threads, library versions, device."""
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-
-    def version(pkg: str) -> str | None:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "transformers": version("transformers"), "device": device}
 
 
 def _slug(text: str) -> str:
@@ -113,8 +92,7 @@ def profile(name: str, out_dir: str = "profiles", enabled: bool = True) -> Itera
         rec = Recording(run_dir, os.path.basename(run_dir))
         handler = tensorboard_trace_handler(run_dir, worker_name=_slug(platform.node()) or "worker")
         try:
-            with torch.profiler.profile(activities=activities, record_shapes=False, on_trace_ready=handler) as prof:
-                rec.prof = prof
+            with torch.profiler.profile(activities=activities, record_shapes=False, on_trace_ready=handler):
                 with record_function(RUN_LABEL):
                     yield rec
                     if torch.cuda.is_available():
@@ -242,7 +220,8 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
     summary = {
         "name": rec.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "polynomial": to_unicode(f), "prompt_tokens": len(ids), "options": asdict(opts),
-        "machine": machine_info(), **phase_times(events), "wall_ms": round(wall_ms, 3),
+        "machine": machine_info(next(model.parameters()).device), **phase_times(events),
+        "wall_ms": round(wall_ms, 3),
         "decoder_total_ms": round(result.total_ms, 3), "prefill_ms": round(result.prefill_ms, 3),
         "steps": step_rows(steps), "decode_step_ms": profiled_steps(events),
         "cache_bytes": max((s.cache_bytes for s in steps), default=0),

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, config_from_dict, load_checkpoint, load_state, save_checkpoint
+from .cli import add_runtime_args, apply_runtime_args
 from .data import ALL_PAIRS, COEFF_RANGE, Problem, parse_pair, random_problem, read_dataset
-from .decoding.decode import best_answer, preset, solve
-from .device import pick_device, set_threads
+from .decoding import best_answer, preset, solve
 from .model import GPT, PRESETS
 from .prompt import PROMPT_FORMATS, prompt_ids
 from .schedule import adapt_mix, format_mix, in_cooldown, lr_at, progress
@@ -185,8 +185,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--grad-clip", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    add_runtime_args(ap, checkpoint=False)
     ap.add_argument("--save-every", type=float, default=300.0, help="seconds between resume states")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-n", type=int, default=48, help="validation problems per pair")
@@ -197,11 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("give a budget: --max-steps N and/or --minutes M")
     if not 0.0 <= args.cooldown < 1.0:
         ap.error("--cooldown must be in [0, 1)")
-    try:
-        set_threads(args.threads)
-        args.device = str(pick_device(args.device))
-    except ValueError as e:
-        ap.error(str(e))
+    args.device = str(apply_runtime_args(ap, args))
     return args
 
 

@@ -98,7 +98,7 @@ def running_app(checkpoint: str, profile_dir: str) -> Iterator[App]:
     other set-up meanwhile); stops it and its children afterwards."""
     port = free_port()
     log_path = os.path.join(profile_dir, os.pardir, f"app-{port}.log")
-    # One torch thread, for the reason in one_thread(); the tests check behaviour, not speed.
+    # One torch thread, for the reason in conftest.py; the tests check behaviour, not speed.
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--checkpoint", checkpoint,
@@ -150,19 +150,6 @@ def screenshot(page, name: str) -> str:
     return path
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch on one intra-op thread for a while. Tiny decodes gain nothing from more, and on a shared,
-    oversubscribed CPU the spinning worker threads make each step many times slower."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def solvable_problems(checkpoint: str, n: int, width: int = 10, pair: tuple[int, int] = (2, 2),
                       seed: int = 77) -> list[tuple]:
     """n (f, best answer) pairs of the given degree pair that this checkpoint verifies with beam search at
@@ -171,11 +158,10 @@ def solvable_problems(checkpoint: str, n: int, width: int = 10, pair: tuple[int,
     model, _ = engine.load_checkpoint(checkpoint)
     opts = engine.preset("fastest", decoder="beam", width=width)
     found = []
-    with one_thread():
-        for prob in engine.generate(*pair, 6 * n, seed, canonical=True):
-            best = engine.best_answer(engine.solve(model, [prob.f], opts)[0])
-            if best is not None and best.verified:
-                found.append((prob.f, best))
-            if len(found) == n:
-                return found
+    for prob in engine.generate(*pair, 6 * n, seed, canonical=True):
+        best = engine.best_answer(engine.solve(model, [prob.f], opts)[0])
+        if best is not None and best.verified:
+            found.append((prob.f, best))
+        if len(found) == n:
+            return found
     pytest.fail(f"the checkpoint verifies only {len(found)} of {6 * n} ({pair[0]},{pair[1]}) problems")

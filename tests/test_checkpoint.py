@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from engine.checkpoint import (CheckpointError, export_hf, import_seed_checkpoint, load_checkpoint, load_model,
                                save_checkpoint)
-from engine.decoding.decode import DecodeOptions, decode, run_to_completion
+from engine.decoding import DecodeOptions, decode, run_to_completion
 from engine.model import GPT, PRESETS
 from engine.tokenizer import PAD_ID, SEP_ID
 

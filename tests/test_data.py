@@ -9,7 +9,7 @@ import pytest
 
 from engine.data import (ALL_PAIRS, COEFF_RANGE, DatasetError, Problem, dataset_path, generate, main, out_of_domain,
                          parse_line, parse_pair, random_problem, read_dataset)
-from engine.poly.core import canonical_inner, compose, degree, from_prefix, parse_polynomial, verify
+from engine.poly import canonical_inner, compose, degree, from_prefix, parse_polynomial, verify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUMBER = r"[PN]( \d)+"

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from engine.device import pick_device
-from engine.decoding.decode import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DecodeOptions, Hypothesis, best_answer,
+from engine.decoding import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DecodeOptions, Hypothesis, best_answer,
                            decode, preset, rank_answers, run_to_completion, solve)
 from engine.model import GPT, PRESETS, GPTConfig
-from engine.poly.core import compose, to_prefix
+from engine.poly import compose, to_prefix
 from engine.tokenizer import SEP_ID, encode
 
 PROMPTS = [[16, 22, 23, 9], [18, 16, 3, 4, 5, 6, 7, 16, 25, 9], [16, 1, 9], [19, 16, 27, 1, 18, 15, 22, 9]]

@@ -8,26 +8,18 @@ import pytest
 import torch
 
 import engine
-from app_server import one_thread
 from demo import bench_tab, compare_tab, decompose_tab, figures, formatting, profile_tab
-from demo.controls import CUSTOM, make_options
+from demo.controls import CUSTOM, PANEL, PANEL_FIELDS, panel_options
 from demo.lab import LabConfig, example_problems
 
 B = engine.Beam
-PANEL = dict(preset="fastest", decoder="beam", width=4, cache="static", beam_cache="shared-prefix", attention="sdpa",
-             max_new=6)
+SMALL = dict(preset="fastest", decoder="beam", width=4.0, cache="static", beam_cache="shared-prefix",
+             attention="sdpa", max_new=6.0)  # sliders send floats
 
 
-def panel(**changes) -> list:
-    """Values in make_options' argument order, as the options panel sends them."""
-    values = {**PANEL, **changes}
-    return [values[k] for k in ("preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new")]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    with one_thread():
-        yield
+def panel(**changes) -> dict:
+    """Panel values by name, as the options panel sends them (the rest keep the preset's values)."""
+    return {**SMALL, **changes}
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +111,22 @@ def test_bench_figure_has_a_chart_per_suite(suite, rows, traces_expected):
     assert len(fig.data) == traces_expected
 
 
+def test_sweep_heatmap_puts_each_speedup_in_its_cell():
+    """Guards against a transposed or shuffled heatmap: rows are prompt lengths, columns are widths, one
+    panel per (model size, strategy), drawn from the rows the engine's sweep writes as JSON."""
+    lengths, widths, strategies = (16, 64), (1, 8, 32), ("concat+clone", "static+gather", "static+shared-prefix")
+    rows = [{"model": size, "prompt_tokens": L, "width": w, "none_ms": 1.0,
+             **{f"x_{s}": m * 10000 + L * 100 + w + k / 10 for k, s in enumerate(strategies)}, "best": strategies[0]}
+            for m, size in enumerate(("tiny", "paper")) for L in lengths for w in widths]
+    fig = figures.bench_figure({"suite": "sweep", "rows": rows})
+    assert len(fig.data) == 2 * len(strategies)
+    second = fig.data[1]  # tiny, static+gather
+    assert list(second.y) == ["16", "64"] and list(second.x) == ["1", "8", "32"]
+    assert second.z[1][2] == pytest.approx(64 * 100 + 32 + 0.1)
+    last = fig.data[-1]  # paper, static+shared-prefix
+    assert last.z[0][1] == pytest.approx(10000 + 16 * 100 + 8 + 0.2)
+
+
 # ---------------------------------------------------------------- formatting and options
 
 def test_examples_cover_every_degree_pair_and_parse_back():
@@ -142,19 +150,38 @@ def test_answers_markdown_marks_verified_and_shows_p():
     assert "✓ Verified" in text and "f = Q^{2}" in text and "✗ `x`" in text
 
 
-def test_make_options_keeps_the_presets_hidden_fields():
+def test_panel_options_keep_the_presets_hidden_fields():
     """A preset's grad mode and mask handling survive the panel; greedy is forced to width 1."""
-    v1 = make_options(*panel(preset="V1", cache="none", decoder="greedy"))
+    v1 = panel_options(**panel(preset="V1", cache="none", decoder="greedy"))
     assert (v1.grad_mode, v1.rebuild_masks, v1.width, v1.cache) == ("no_grad", True, 1, "none")
-    assert make_options(*panel(preset=CUSTOM)).grad_mode == engine.DecodeOptions().grad_mode
+    assert panel_options(**panel(preset=CUSTOM)).grad_mode == engine.DecodeOptions().grad_mode
+    assert (panel_options(**panel()).width, type(panel_options(**panel()).max_new)) == (4, int)  # typed fields
     with pytest.raises(ValueError):
-        make_options(*panel(cache="bogus"))
+        panel_options(**panel(cache="bogus"))
+    with pytest.raises(ValueError, match="no field"):
+        panel_options(grad_mode="no_grad")  # beyond the panel: only presets set it
+
+
+def test_the_option_panel_is_the_decode_options_and_wired_by_name():
+    """Guards against the panel, the DecodeOptions fields and the handlers' parameters drifting apart: every
+    user-settable field has a control, and the Decompose and Profile endpoints take exactly the panel's
+    names after their own inputs (the values arrive by name, never by position)."""
+    hidden = {"grad_mode", "rebuild_masks", "one_at_a_time"}
+    assert set(PANEL_FIELDS) == set(engine.OPTION_FIELDS) - hidden and PANEL == ("preset", *PANEL_FIELDS)
+    import app
+    endpoints = app.demo.get_api_info()["named_endpoints"]
+    for endpoint, own in (("/decompose", ["text"]), ("/profile", ["text", "name"])):
+        names = [p["parameter_name"] for p in endpoints[endpoint]["parameters"]]
+        assert names == own + list(PANEL), endpoint
+    defaults = {p["parameter_name"]: p["parameter_default"] for p in endpoints["/decompose"]["parameters"]}
+    opts = panel_options(**{k: defaults[k] for k in PANEL})
+    assert opts == engine.DECODE_PRESETS["fastest"]  # the panel starts at the fastest preset, beam 10
 
 
 # ---------------------------------------------------------------- handlers
 
 def test_decompose_streams_steps_then_a_result_without_tensors(lab):
-    outs = list(decompose_tab.decompose(lab, "4a^4 + 12a^3 + 9a^2 - 1", *panel()))
+    outs = list(decompose_tab.decompose(lab, "4a^4 + 12a^3 + 9a^2 - 1", **panel()))
     warning, status, live, answers, classical, tree, replay, latency, result, state = outs[-1]
     assert len(outs) == 2 + len(state["steps"])  # a first update, one per step, the result
     assert all(len(o[2]) > 0 for o in outs[1:-1])  # every streamed step shows its beams
@@ -170,19 +197,19 @@ def test_decompose_streams_steps_then_a_result_without_tensors(lab):
 
 
 def test_decompose_warns_outside_the_training_distribution(lab):
-    first = next(decompose_tab.decompose(lab, "a^5 + 1", *panel(max_new=2)))
+    first = next(decompose_tab.decompose(lab, "a^5 + 1", **panel(max_new=2)))
     assert first[0].startswith("⚠ **Outside the training distribution")
 
 
 @pytest.mark.parametrize("text", ["", "a^2 +* 3", "(a+1)^999999", "2 ^ a P"])
 def test_bad_input_becomes_a_gr_error(lab, text):
     with pytest.raises(gr.Error):
-        list(decompose_tab.decompose(lab, text, *panel()))
+        list(decompose_tab.decompose(lab, text, **panel()))
 
 
 def test_bad_option_becomes_a_gr_error(lab):
     with pytest.raises(gr.Error):
-        list(decompose_tab.decompose(lab, "a^4 + 1", *panel(width=0)))
+        list(decompose_tab.decompose(lab, "a^4 + 1", **panel(width=0)))
 
 
 def test_compare_reports_identical_outputs_for_equivalent_configs(lab):
@@ -212,7 +239,7 @@ def test_compare_rejects_bad_configurations(lab, rows):
 
 
 def test_profile_records_a_run_and_lists_it(lab):
-    out = profile_tab.record(lab, "a^4 + 2a^2 + 7", "unit", *panel())
+    out = profile_tab.record(lab, "a^4 + 2a^2 + 7", "unit", **panel())
     summary_md, rows = out[0], out[5]
     assert "unit" in summary_md and "trace" in summary_md
     assert rows and rows[0][0].endswith("unit") and rows[0][5].endswith(".pt.trace.json")
@@ -222,7 +249,7 @@ def test_profile_records_a_run_and_lists_it(lab):
 
 
 def test_benchmark_smoke_suite_returns_table_rows_and_chart(lab):
-    table, rows, chart, html, result = bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], "1", 0)
+    table, rows, chart, result = bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], "1", 0)
     assert "generation benchmark" in table
     assert len(rows["value"]) == len(result["rows"]) > 0
     assert isinstance(chart, go.Figure) and chart.data
@@ -236,7 +263,7 @@ def test_benchmark_rejects_a_bad_run_count(lab):
 @pytest.mark.parametrize("decoder", ["greedy", "sample"])
 def test_decompose_with_one_beam_decoders(lab, decoder):
     """Greedy and sampling stream one beam per step; the tree is a single chain."""
-    *_, state = list(decompose_tab.decompose(lab, "a^4 + 2a^2 + 7", *panel(decoder=decoder)))[-1]
+    *_, state = list(decompose_tab.decompose(lab, "a^4 + 2a^2 + 7", **panel(decoder=decoder)))[-1]
     assert all(len(step.beams) == 1 for step in state["steps"])
     tree = decompose_tab.tree_figure(state)
     nodes = sum(len(t.x) for t in tree.data if t.name and t.name != "prompt")
@@ -259,13 +286,15 @@ def test_app_listens_on_localhost_with_the_shipped_model_by_default():
     assert args.threads is None  # torch's choice unless asked
 
 
-def test_app_threads_flag_sets_torch_threads_and_rejects_zero():
+def test_app_threads_flag_sets_torch_threads_and_rejects_zero(capsys):
     import app
     before = torch.get_num_threads()
     try:
-        with pytest.raises(SystemExit, match="--threads must be >= 1"):
+        with pytest.raises(SystemExit) as exc:
             app.main(["--threads", "0"])
+        assert exc.value.code == 2 and "--threads must be >= 1" in capsys.readouterr().err
         assert torch.get_num_threads() == before
+        assert app.parse_args(["--threads", "3"]).threads == 3 and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
 

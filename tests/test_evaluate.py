@@ -8,7 +8,7 @@ from engine.checkpoint import save_checkpoint
 from engine.data import generate, write_dataset
 from engine.evaluate import main
 from engine.model import GPT, PRESETS
-from engine.poly.core import PolynomialError, from_prefix, verify
+from engine.poly import PolynomialError, from_prefix, verify
 
 
 @pytest.fixture(scope="module")

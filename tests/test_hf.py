@@ -5,8 +5,9 @@ import torch
 from engine import hf_decode
 from engine.bench.util import problems, run_ours
 from engine.checkpoint import export_hf
-from engine.decoding.decode import DecodeOptions, Decoded, preset
-from engine.decoding.hf import generate_kwargs, left_pad
+from engine.decoding import DecodeOptions, Decoded, preset
+from engine.decoding import left_pad
+from engine.decoding.hf import generate_kwargs
 from engine.model import GPT, PRESETS
 from engine.tokenizer import PAD_ID, SEP_ID, encode
 

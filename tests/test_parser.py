@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine.poly import parse
-from engine.poly.core import PolynomialError, compose, parse_polynomial, to_prefix
+from engine.poly import PolynomialError, compose, parse_polynomial, to_prefix
 
 FUZZ = settings(max_examples=150, deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow])
 

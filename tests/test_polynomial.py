@@ -5,7 +5,7 @@ import pytest
 
 from engine.data import ALL_PAIRS, random_problem
 from engine.poly.classical import classical_decomposition, describe_decomposition
-from engine.poly.core import (PolynomialError, add, canonical_inner, compose, content,
+from engine.poly import (PolynomialError, add, canonical_inner, compose, content,
                                degree, from_prefix, from_prefix_tokens, mul, normalize,
                                q_adic_expansion, scale, to_latex, to_prefix, to_prefix_tokens, to_unicode, verify)
 

@@ -9,8 +9,8 @@ import torch
 from torch.profiler import record_function
 
 from engine import PHASES, list_runs, profile_run
-from engine.bench.util import random_model
-from engine.decoding.decode import preset
+from engine.checkpoint import random_model
+from engine.decoding import preset
 from engine.profiler import _trace_files, phase_times, profile, prune, read_trace, top_operators
 
 F = (7, -1, 2, 0, 3)  # 3a^4 + 2a^2 - a + 7

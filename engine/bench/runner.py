@@ -1,17 +1,14 @@
-"""The benchmark runner behind `python -m engine.bench`: run_suite(), format_table() and the CLI's main()."""
+"""The benchmark runner behind `python -m engine.bench`: run_suite() and format_table()."""
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
-from typing import Callable
 
+from ..device import machine_info
 from .suites import beam, generation, hf
 from .sweep import sweep
-from .util import Progress, load_subject, machine
-from ..device import set_threads
+from .util import Progress, load_subject
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +22,11 @@ SMOKE_PROBLEMS = {"beam": 3, "hf": 4}
 
 def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup: int | None = None,
               checkpoint: str | None = None, preset: str | None = None, progress: Progress | None = None,
-              out_dir: str | None = DEFAULT_OUT) -> dict:
+              out_dir: str | None = DEFAULT_OUT, device: str | None = None) -> dict:
     """Run one suite and return its result (the object the CLI prints as its last line).
 
-    smoke: tiny random model, few problems, small grid (seconds). out_dir: where <suite>.json (and the
-    sweep's HTML) are written; None writes nothing. Raises ValueError for an unknown suite or bad counts."""
+    smoke: tiny random model, few problems, small grid (seconds). out_dir: where <suite>.json is written;
+    None writes nothing. device: cpu or cuda (default: cuda when present). Raises ValueError for an unknown suite or bad counts."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
     full, small = DEFAULTS[name]
@@ -37,7 +34,7 @@ def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup
     warmup = (small if smoke else full)[1] if warmup is None else warmup
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
-    subject = load_subject(checkpoint, preset, smoke)
+    subject = load_subject(checkpoint, preset, smoke, device)
     if name == "generation":
         result = generation(subject, runs, warmup, progress)
     elif name == "beam":
@@ -45,9 +42,9 @@ def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup
     elif name == "hf":
         result = hf(subject, runs, warmup, n=SMOKE_PROBLEMS["hf"] if smoke else 12, progress=progress)
     else:
-        result = sweep(subject, runs, warmup, smoke=smoke, out_dir=out_dir, progress=progress)
+        result = sweep(subject, runs, warmup, smoke=smoke, progress=progress)
         result["model"] = "random weights per size (END unreachable)"
-    result.setdefault("machine", machine(subject.device))
+    result.setdefault("machine", machine_info(subject.device))
     result["smoke"] = smoke
     if progress is not None:
         progress(1.0, f"{name} done")
@@ -92,41 +89,4 @@ def format_table(result: dict) -> str:
             v = ", ".join(f"{a} {_cell(b)}" for a, b in v.items())
         lines.append(f"- {k}: {_cell(v)}")
     lines += [f"- note: {n}" for n in result.get("notes", [])]
-    if result.get("html"):
-        lines.append(f"- chart: {result['html']}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
-    ap = argparse.ArgumentParser(description="Decoding benchmarks; a table, then one JSON line.")
-    ap.add_argument("suite", choices=SUITES)
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
-    ap.add_argument("--runs", type=int, default=None, help="measured runs (suite default when left out)")
-    ap.add_argument("--warmup", type=int, default=None, help="unmeasured runs first (suite default when left out)")
-    src = ap.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", default=None, help="trained weights (default: weights/default)")
-    src.add_argument("--preset", default=None, help="random weights of a model preset: tiny, default, paper")
-    ap.add_argument("--smoke", action="store_true", help="tiny model, few problems, small grid: seconds")
-    ap.add_argument("--out", default=DEFAULT_OUT, help="directory for <suite>.json and sweep.html")
-    ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = ap.parse_args(argv)
-    try:
-        set_threads(args.threads)
-    except ValueError as e:
-        ap.error(str(e))
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    def progress(fraction: float, message: str) -> None:
-        print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
-
-    try:
-        result = run_suite(args.suite, smoke=args.smoke, runs=args.runs, warmup=args.warmup,
-                           checkpoint=args.checkpoint, preset=args.preset, out_dir=args.out,
-                           progress=None if args.quiet else progress)
-    except ValueError as e:
-        ap.error(str(e))
-    if not args.json:
-        out(format_table(result))
-        out("")
-    out(json.dumps(result, separators=(",", ":")))
-    return 0

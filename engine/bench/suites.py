@@ -1,4 +1,4 @@
-"""The generation, beam and hf benchmark suites. Each returns the result object that bench.py prints.
+"""The generation, beam and hf benchmark suites. Each returns the result object that `python -m engine.bench` prints.
 
 A result is {"suite", "machine", "model", "settings", "definitions", "columns", "rows", "summary", "notes"}:
 `rows` hold one object per table row with the `columns`, `summary` the headline speedups and the
@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import partial
 
-from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hyps, interleaved, machine,
-                   matmul_gflops, max_new_for, problem_prompts, problems, report, run_ours, stats, timed)
-from ..decoding.decode import best_answer, preset, rank_answers
+from ..decoding import best_answer, preset, rank_answers
+from ..device import machine_info
+from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hyps, interleaved, matmul_gflops,
+                   max_new_for, problem_prompts, problems, report, run_ours, stats, timed)
 
 GEN_PRESETS = ("V1", "V2", "V3", "fastest")
 SHORT, MEDIUM, LONG = (2, 2), (3, 3), (4, 4)
@@ -28,7 +29,7 @@ GEN_DEFINITION = ("short = a degree (2,2) problem (prompt 27-49 tokens), medium 
 
 def _result(suite: str, subject: Subject, settings: dict, definitions: list[str], columns: list[str],
             rows: list[dict], summary: dict, notes: list[str] | None = None) -> dict:
-    return {"suite": suite, "machine": machine(subject.device), "model": subject.label, "settings": settings,
+    return {"suite": suite, "machine": machine_info(subject.device), "model": subject.label, "settings": settings,
             "definitions": definitions, "columns": columns, "rows": rows, "summary": summary, "notes": notes or []}
 
 
@@ -205,7 +206,7 @@ def _pass(subject: Subject, batch: list, bsz: int, fn, opts) -> list:
 def hf(subject: Subject, runs: int, warmup: int, n: int = 12, progress: Progress | None = None) -> dict:
     """Ours (fastest) against transformers generate() on the same weights exported to GPT2LMHeadModel."""
     from ..checkpoint import export_hf
-    from ..decoding.hf import hf_decode
+    from ..decoding import hf_decode
     hf_model = export_hf(subject.model).to(subject.device).eval()
     batch = problems(SHORT, n)
     contenders = {"ours": partial(run_ours, subject.model), "hf": partial(hf_decode, hf_model)}

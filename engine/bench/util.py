@@ -2,22 +2,19 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
-from ..checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from ..checkpoint import load_weights
 from ..data import Problem, generate
-from ..decoding.decode import Decoded, DecodeOptions, Hypothesis, decode, run_to_completion
-from ..device import pick_device, synchronize
-from ..model import GPT, PRESETS
-from ..profiler import machine_info
+from ..decoding import Decoded, DecodeOptions, Hypothesis, decode, run_to_completion
+from ..device import synchronize
+from ..model import GPT
 from ..prompt import prompt_ids
-from ..tokenizer import PAD_ID, SEP_ID, encode
+from ..tokenizer import encode
 
 log = logging.getLogger(__name__)
 
@@ -39,51 +36,17 @@ class Subject:
     answer_cap: int | None = None  # smoke runs: at most this many tokens per answer
 
 
-def ban_end(model: GPT) -> GPT:
-    """Make END (and PAD) unreachable on a random-weight model, so every decoder runs to max_new and does
-    equal work.
-
-    With untrained LayerNorm weights (gain 1) each normalised feature lies in [-sqrt(C), sqrt(C)], so a
-    final-LayerNorm bias of sqrt(C) + 1 on feature 0 keeps it >= 1; the head rows for END and PAD then read
-    only that feature with weight -1000, putting their logits below -1000 at every position. The change is
-    in the weights, so the exported transformers model behaves the same way."""
-    C = model.config.n_embd
-    with torch.no_grad():
-        if not torch.allclose(model.ln_f.weight, torch.ones_like(model.ln_f.weight)):
-            raise ValueError("ban_end needs an untrained final LayerNorm (gain 1)")
-        model.ln_f.bias[0] = math.sqrt(C) + 1.0
-        for banned in (SEP_ID, PAD_ID):
-            model.head.weight[banned].zero_()
-            model.head.weight[banned, 0] = -1000.0
-    return model
-
-
-def random_model(preset_name: str, seed: int = 0) -> GPT:
-    """Seeded random weights of a model preset, END made unreachable (see ban_end), in eval mode."""
-    if preset_name not in PRESETS:
-        raise ValueError(f"unknown model preset {preset_name!r}; choose from {sorted(PRESETS)}")
-    torch.manual_seed(seed)
-    return ban_end(GPT(PRESETS[preset_name])).eval()
-
-
-def load_subject(checkpoint: str | None = None, preset: str | None = None, smoke: bool = False) -> Subject:
+def load_subject(checkpoint: str | None = None, preset: str | None = None, smoke: bool = False,
+                 device: str | torch.device | None = None) -> Subject:
     """--checkpoint PATH (trained), --preset NAME (random weights), smoke (random tiny); default: the
     shipped checkpoint, or random weights of the default preset when it is missing."""
-    if checkpoint and preset:
-        raise ValueError("give a checkpoint or a preset, not both")
-    device = pick_device()
     if smoke and not checkpoint:
         preset = preset or "tiny"
-    if preset:
-        return Subject(random_model(preset).to(device), f"random weights, preset {preset}", False, device,
-                       SMOKE_ANSWER_CAP if smoke else None)
-    path = checkpoint or DEFAULT_CHECKPOINT
-    if checkpoint is None and not os.path.exists(path + ".safetensors"):
-        log.warning("no checkpoint at %s; measuring random weights of the default preset", path)
-        return Subject(random_model("default").to(device), "random weights, preset default (no checkpoint)",
-                       False, device)
-    model, _ = load_checkpoint(path, device=device)
-    return Subject(model, f"checkpoint {os.path.relpath(path)}", True, device)
+    w = load_weights(checkpoint, preset, device, end_unreachable=True)
+    device = next(w.model.parameters()).device
+    if w.checkpoint is None:
+        return Subject(w.model, w.source, False, device, SMOKE_ANSWER_CAP if smoke else None)
+    return Subject(w.model, f"checkpoint {w.source}", True, device)
 
 
 def problems(pair: tuple[int, int], n: int) -> list[Problem]:
@@ -176,12 +139,6 @@ def matmul_gflops(device: torch.device, n: int = 1024, reps: int = 8) -> float:
         a @ b
     ms, _ = timed(lambda: [a @ b for _ in range(reps)], device)
     return 2 * n ** 3 * reps / (ms / 1e3) / 1e9
-
-
-def machine(device: torch.device) -> dict:
-    info = machine_info()
-    info["device"] = str(device) if device.type == "cpu" else info["device"]
-    return info
 
 
 def report(progress: Progress | None, fraction: float, message: str) -> None:

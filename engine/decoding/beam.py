@@ -1,4 +1,4 @@
-"""Beam search, batched over problems, as a generator of Step events (see decode.py for the rule it follows:
+"""Beam search, batched over problems, as a generator of Step events (decode.py states the rule it follows:
 Hugging Face generate() with num_beams=K, do_sample=False, early_stopping=False).
 
 Each step has a tensor half (_select: the top 2K candidates of every problem at once, on the device) and a
@@ -14,10 +14,11 @@ from typing import Generator
 import torch
 import torch.nn.functional as F
 
-from .decode import UNREACHABLE, Beam, Decoded, DecodeOptions, Hypothesis, Step, _session
 from ..device import phase
-from .session import grad_mode
 from ..tokenizer import SEP_ID
+from .events import UNREACHABLE, Beam, Decoded, Hypothesis, Step
+from .options import DecodeOptions
+from .session import grad_mode, open_session
 
 
 @dataclass
@@ -36,7 +37,7 @@ class _Problem:
 
 def beam_search(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decoded]:
     K, V = opts.width, model.config.vocab_size
-    sess = _session(model, prompts, opts)
+    sess = open_session(model, prompts, opts)
     problems = [_Problem(b, [()] * K, [-1] * K, []) for b in range(len(prompts))]
     active = list(problems)
     steps, prefill_ms, live_tok, live_scores = [], 0.0, None, None

@@ -13,22 +13,11 @@ from typing import Sequence
 
 import torch
 
-from .decode import Decoded, DecodeOptions, Hypothesis
 from ..device import synchronize
 from ..tokenizer import PAD_ID, SEP_ID
-
-
-def left_pad(prompts: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, attention_mask), both (B, T): prompts right-aligned, PAD on the left, mask 1 on real tokens."""
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token")
-    T = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), T), PAD_ID, dtype=torch.long)
-    mask = torch.zeros((len(prompts), T), dtype=torch.long)
-    for r, p in enumerate(prompts):
-        ids[r, T - len(p):] = torch.tensor(list(p), dtype=torch.long)
-        mask[r, T - len(p):] = 1
-    return ids.to(device), mask.to(device)
+from .events import Decoded, Hypothesis
+from .options import DecodeOptions
+from .session import left_pad
 
 
 def _split_answer(ids: list[int]) -> tuple[tuple[int, ...], bool]:
@@ -47,7 +36,7 @@ def generate_kwargs(opts: DecodeOptions, block_size: int, prompt_len: int) -> di
         raise ValueError(f"a prompt of {prompt_len} tokens leaves no room in the block size {block_size}")
     kw = dict(max_new_tokens=max_new, do_sample=False, eos_token_id=SEP_ID, pad_token_id=PAD_ID,
               return_dict_in_generate=True, output_scores=True, use_cache=True)
-    if opts.decoder == "beam" and opts.width > 1:  # generate() treats num_beams=1 as greedy search
+    if opts.beams > 1:  # generate() treats num_beams=1 as greedy search
         kw.update(num_beams=opts.width, num_return_sequences=opts.width, length_penalty=opts.length_penalty,
                   early_stopping=False)
     else:

@@ -1,6 +1,6 @@
 """One decode request's tensors: padded prompts, masks, positions and the KV cache.
 
-The decoders in engine.decode only choose tokens; a session turns "these rows, these tokens" into
+The decoders (greedy.py, beam.py) only choose tokens; a session turns "these rows, these tokens" into
 next-token logits and makes its rows follow the chosen parents. BatchSession runs every row of
 every problem in one forward per step; SerialSession is the seed's loop (one forward per beam,
 one deep copy of the cache per surviving candidate), kept as a benchmark baseline.
@@ -13,12 +13,32 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Sequence
 
 import torch
 
 from .cache import make_cache
 from ..device import phase, synchronize
 from ..tokenizer import PAD_ID
+
+
+def left_pad(prompts: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention_mask), both (B, T): prompts right-aligned, PAD on the left, mask 1 on real tokens."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    T = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), T), PAD_ID, dtype=torch.long)
+    mask = torch.zeros((len(prompts), T), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, T - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[r, T - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def open_session(model, prompts: Sequence[Sequence[int]], opts) -> "BatchSession | SerialSession":
+    """The session a decoder runs on: the seed's one-beam-at-a-time loop when opts.one_at_a_time, else batched."""
+    cls = SerialSession if opts.one_at_a_time else BatchSession
+    return cls(model, [list(map(int, p)) for p in prompts], opts)
 
 
 def grad_mode(name: str):
@@ -46,16 +66,12 @@ class BatchSession(_Timed):
         lens = [len(p) for p in prompts]
         self.P = P = max(lens)
         self.total = P + opts.max_new
-        idx = torch.full((len(prompts), P), PAD_ID, dtype=torch.long)
-        for r, p in enumerate(prompts):
-            idx[r, P - len(p):] = torch.tensor(p, dtype=torch.long)
-        self.idx = idx.to(self.device)
+        self.idx, _ = left_pad(prompts, self.device)
         self.pad = torch.tensor([P - n for n in lens], device=self.device)  # (rows,)
         self.padded = min(lens) != P
         self.g = 0  # generated tokens fed to the model so far
         # One row per problem (greedy, sample, width 1) leaves nothing to share: shared-prefix is gather then.
-        beams = opts.width if opts.decoder == "beam" else 1
-        beam_cache = "gather" if opts.beam_cache == "shared-prefix" and beams == 1 else opts.beam_cache
+        beam_cache = "gather" if opts.beam_cache == "shared-prefix" and opts.beams == 1 else opts.beam_cache
         self.shared = beam_cache == "shared-prefix" and opts.cache != "none"
         self.recompute = opts.cache == "none"
         arange = torch.arange(self.total, device=self.device)

@@ -297,6 +297,3 @@ def verify(f: Poly, q: Poly) -> Verdict:
         return Verdict(False, None, "f is not an integer polynomial in Q")
     return Verdict(True, outer, "")
 
-
-# parse.py builds on this module; the parser is re-exported here so one import gives everything.
-from .parse import parse_polynomial  # noqa: E402,F401  (re-exported)

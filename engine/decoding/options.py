@@ -1,0 +1,92 @@
+"""Decode options: one frozen dataclass, the named presets, and the one way to build options from a preset
+plus overrides (used by every command line, tab and tool).
+
+    options("fastest", decoder="greedy")          # width 1: only beam search keeps several hypotheses
+    options("V1", decoder="beam", width=5, seed=None)   # None means "not given": the preset's value stays
+    options("custom", cache="concat")             # "custom" starts from the DecodeOptions defaults
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+DECODERS = ("greedy", "sample", "beam")
+CACHES = ("none", "concat", "static")
+BEAM_CACHES = ("clone", "gather", "shared-prefix")
+ATTENTIONS = ("math", "sdpa")
+GRAD_MODES = ("no_grad", "inference")
+MAX_WIDTH = 64
+CUSTOM = "custom"  # the preset name that starts from the DecodeOptions defaults
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    decoder: str = "beam"          # greedy | sample | beam
+    width: int = 10                # beams per problem (beam only; greedy/sample use 1)
+    cache: str = "static"          # none | concat | static
+    beam_cache: str = "gather"     # clone | gather | shared-prefix
+    attention: str = "sdpa"        # math | sdpa
+    max_new: int = 40              # most tokens generated per problem, END included
+    temperature: float = 1.0       # sample only
+    top_k: int = 0                 # sample only; 0 = off
+    top_p: float = 1.0             # sample only; 1.0 = off
+    seed: int = 0                  # sample only; drives an explicit torch.Generator
+    length_penalty: float = 0.0    # beam ranking: score / len(ids) ** length_penalty
+    grad_mode: str = "inference"   # "no_grad" (V1, V2) or "inference" (V3, fastest)
+    rebuild_masks: bool = False    # True (V1, V2): masks rebuilt every step; False: allocated once
+    one_at_a_time: bool = False    # True: the seed's beam loop, one forward per beam (bench baseline)
+
+    def __post_init__(self):
+        for name, choices in (("decoder", DECODERS), ("cache", CACHES), ("beam_cache", BEAM_CACHES),
+                              ("attention", ATTENTIONS), ("grad_mode", GRAD_MODES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(choices)}")
+        if not 1 <= self.width <= MAX_WIDTH:
+            raise ValueError(f"width must be between 1 and {MAX_WIDTH}, got {self.width}")
+        if self.max_new < 1:
+            raise ValueError(f"max_new must be >= 1, got {self.max_new}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+
+    @property
+    def beams(self) -> int:
+        """Hypotheses kept per problem: the width for beam search, 1 for greedy and sampling."""
+        return self.width if self.decoder == "beam" else 1
+
+
+OPTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(DecodeOptions))
+
+DECODE_PRESETS: dict[str, DecodeOptions] = {
+    # The seed's versions: V1 recomputes everything, V2 adds a growing cache, V3 preallocates.
+    "V1": DecodeOptions(cache="none", beam_cache="clone", attention="math", grad_mode="no_grad", rebuild_masks=True),
+    "V2": DecodeOptions(cache="concat", beam_cache="clone", attention="math", grad_mode="no_grad",
+                        rebuild_masks=True),
+    "V3": DecodeOptions(cache="static", beam_cache="gather", attention="sdpa", grad_mode="inference"),
+    "fastest": DecodeOptions(cache="static", beam_cache="shared-prefix", attention="sdpa", grad_mode="inference"),
+}
+
+
+def preset(name: str, **overrides) -> DecodeOptions:
+    """A named preset with some fields replaced as given (no width rule, None is a value): for tools that
+    set every field they mean. Command lines and tabs use options()."""
+    if name not in DECODE_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(DECODE_PRESETS)}")
+    return replace(DECODE_PRESETS[name], **overrides)
+
+
+def options(preset_name: str = "fastest", /, **overrides) -> DecodeOptions:
+    """The preset (the DecodeOptions defaults for "custom") with every override that is not None applied.
+
+    Greedy and sampling keep one hypothesis, so their width is 1 whatever was asked. Unknown presets,
+    unknown fields and bad values raise ValueError."""
+    if preset_name != CUSTOM and preset_name not in DECODE_PRESETS:
+        raise ValueError(f"unknown preset {preset_name!r}; choose from {', '.join([CUSTOM, *DECODE_PRESETS])}")
+    unknown = sorted(set(overrides) - set(OPTION_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown decode option {unknown[0]!r}; the options are {', '.join(OPTION_FIELDS)}")
+    base = DecodeOptions() if preset_name == CUSTOM else DECODE_PRESETS[preset_name]
+    opts = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return opts if opts.width == opts.beams else replace(opts, width=1)
