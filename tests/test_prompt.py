@@ -9,14 +9,15 @@ import pytest
 import torch
 
 import engine
-from demo import lab
+from demo import compare_tab, decompose_tab
+from demo.lab import LabConfig
 from engine import decompose, evaluate
 from engine.bench import util as bench_util
 from engine.checkpoint import export_hf, save_checkpoint
 from engine.data import ALL_PAIRS, generate, random_problem, write_dataset
-from engine.decoding.decode import preset
+from engine.decoding import preset
 from engine.model import GPT, PRESETS, GPTConfig
-from engine.poly.core import PolynomialError
+from engine.poly import PolynomialError
 from engine.profiler import profile_run
 from engine.prompt import PROMPT_FORMATS, parse_prompt, prompt_ids, prompt_tokens
 from engine.tokenizer import SEP_ID, decode, vocab_for
@@ -107,7 +108,15 @@ def test_every_caller_feeds_the_models_own_format(e1_checkpoint, fed, tmp_path, 
     assert fed[0] == prompt_ids(problem.f, "e1")
 
     assert bench_util.problem_prompts(model, [problem]) == [prompt_ids(problem.f, "e1")]
-    assert lab.prompt_ids(model, F) == want
+    lab = LabConfig(checkpoint=e1_checkpoint, profile_dir=str(tmp_path / "lab"))
+    fed.clear()
+    list(decompose_tab.decompose(lab, "4a^4 + 12a^3 + 9a^2 - 1", decoder="greedy", max_new=3))
+    assert fed[0] == want
+    fed.clear()
+    compare_tab.compare(lab, compare_tab.POLYNOMIAL, "4a^4 + 12a^3 + 9a^2 - 1",
+                        [["V3", "greedy", "", "", "", "", 3], ["fastest", "greedy", "", "", "", "", 3]], 1,
+                        profiled=False)
+    assert fed and all(row == want for row in fed)
     x, _ = make_batch([problem], "e1")
     assert x[0, : len(prompt_ids(problem.f, "e1"))].tolist() == prompt_ids(problem.f, "e1")
     assert export_hf(model).config.prompt_format == "e1"
