@@ -15,7 +15,6 @@ import urllib.request
 log = logging.getLogger(__name__)
 
 PLUGIN_PATH = "#pytorch_profiler"  # the PyTorch Profiler plugin's page in TensorBoard
-RUNS_ENDPOINT = "/data/plugin/pytorch_profiler/runs"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -93,9 +93,9 @@ def test_sampling_with_the_same_seed_repeats(model):
     a = run(model, PROMPTS, seed=7, **kw)
     torch.manual_seed(123)  # the global RNG must not matter
     b = run(model, PROMPTS, seed=7, **kw)
-    c = run(model, PROMPTS * 3, seed=8, **kw)
+    c = run(model, PROMPTS, seed=8, **kw)  # the same prompts: only the seed differs
     assert a.hypotheses == b.hypotheses
-    assert [h[0].ids for h in a.hypotheses] != [h[0].ids for h in c.hypotheses[:4]] or a.hypotheses != c.hypotheses
+    assert [h[0].ids for h in a.hypotheses] != [h[0].ids for h in c.hypotheses], "the seed must change the samples"
 
 
 def test_sampling_with_top_k_one_is_greedy(model):
