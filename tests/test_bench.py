@@ -42,7 +42,10 @@ def test_suite_smoke_prints_table_then_json(suite, tmp_path, capsys):
     with open(os.path.join(tmp_path, f"{suite}.json"), encoding="utf-8") as fh:
         saved = json.load(fh)
     assert saved["rows"] == result["rows"] and result["json"] == os.path.join(str(tmp_path), f"{suite}.json")
-    assert os.listdir(tmp_path) == [f"{suite}.json"], "the engine writes JSON only (demo/figures.py draws charts)"
+    # JSON and the table rendered from it; no charts: demo/figures.py draws them
+    assert sorted(os.listdir(tmp_path)) == [f"{suite}.json", f"{suite}.md"]
+    with open(os.path.join(tmp_path, f"{suite}.md"), encoding="utf-8") as fh:
+        assert fh.read() == format_table(saved) + "\n"
 
 
 def test_json_flag_prints_only_the_json_line(tmp_path, capsys):
@@ -128,3 +131,37 @@ def test_agreement_accepts_only_float_ties():
     assert agreement(a, worse) == (False, 0)
     assert agreement(a, a[:1]) == (False, 0)
     assert agreement([None], [a[0]]) == (False, 0)
+
+
+def test_report_renders_readme_tables_from_the_json(tmp_path, capsys):
+    """Guards against hand-pasted tables: a block's body is exactly format_table() of its JSON file, and
+    --check fails whenever the markdown differs from that."""
+    from engine.bench.report import main as report
+    from engine.bench.runner import format_table, write_result
+    result = {"suite": "beam", "machine": {"cpu": "Test CPU", "threads": 1, "torch": "2.x", "device": "cpu"},
+              "model": "m", "settings": {"runs": 1}, "columns": ["width", "seconds"],
+              "rows": [{"width": 5, "seconds": 1.5}], "summary": {"outputs_identical": True}}
+    write_result(result, str(tmp_path / "docs"))
+    assert (tmp_path / "docs" / "beam.md").read_text(encoding="utf-8") == format_table(result) + "\n"
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench: docs/beam.json -->\n| pasted | 9.99 |\n<!-- /bench -->\nend\n", encoding="utf-8")
+    assert report(["--readme", str(readme), "--check"]) == 1
+    assert report(["--readme", str(readme)]) == 0
+    text = readme.read_text(encoding="utf-8")
+    assert text == f"intro\n<!-- bench: docs/beam.json -->\n{format_table(result, title=False)}\n<!-- /bench -->\nend\n"
+    assert report(["--readme", str(readme), "--check"]) == 0
+    (tmp_path / "docs" / "beam.json").unlink()
+    with pytest.raises(SystemExit):
+        report(["--readme", str(readme)])
+    capsys.readouterr()
+
+
+def test_the_readme_benchmark_tables_come_from_committed_results(capsys):
+    """Every benchmark table in README.md is rendered from a JSON result under docs/bench/ (in git)."""
+    from engine.bench.report import BLOCK, main as report
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    readme = os.path.join(root, "README.md")
+    with open(readme, encoding="utf-8") as fh:
+        paths = [m["path"] for m in BLOCK.finditer(fh.read())]
+    assert {f"docs/bench/{s}.json" for s in SUITES} <= set(paths)
+    assert report(["--readme", readme, "--check"]) == 0, capsys.readouterr().out

@@ -49,13 +49,19 @@ def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup
     if progress is not None:
         progress(1.0, f"{name} done")
     if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
-        path = os.path.join(out_dir, f"{name}.json")
-        with open(path + ".tmp", "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-        os.replace(path + ".tmp", path)
-        result["json"] = path
+        result["json"] = write_result(result, out_dir)
     return result
+
+
+def write_result(result: dict, out_dir: str) -> str:
+    """<out_dir>/<suite>.json and, rendered from it, <suite>.md (format_table); returns the JSON's path."""
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, result["suite"])
+    for path, text in ((stem + ".json", json.dumps(result, indent=2) + "\n"), (stem + ".md", format_table(result) + "\n")):
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(path + ".tmp", path)
+    return stem + ".json"
 
 
 def _cell(value) -> str:
@@ -68,14 +74,15 @@ def _cell(value) -> str:
     return str(value)
 
 
-def format_table(result: dict) -> str:
-    """A readable markdown table with a header stating machine, model and settings, and the summary."""
+def format_table(result: dict, title: bool = True) -> str:
+    """A readable markdown table with a header stating machine, model and settings, and the summary (and a
+    "## <suite> benchmark" title first unless title=False)."""
     m = result.get("machine", {})
-    lines = [f"## {result['suite']} benchmark" + (" (smoke)" if result.get("smoke") else ""), "",
-             f"- Machine: {m.get('cpu', '?')}, {m.get('threads', '?')} threads, torch {m.get('torch', '?')}, "
-             f"device {m.get('device', '?')}",
-             f"- Model: {result.get('model', '?')}",
-             "- Settings: " + ", ".join(f"{k}={v}" for k, v in result.get("settings", {}).items())]
+    lines = [f"## {result['suite']} benchmark" + (" (smoke)" if result.get("smoke") else ""), ""] if title else []
+    lines += [f"- Machine: {m.get('cpu', '?')}, {m.get('threads', '?')} threads, torch {m.get('torch', '?')}, "
+              f"device {m.get('device', '?')}",
+              f"- Model: {result.get('model', '?')}",
+              "- Settings: " + ", ".join(f"{k}={v}" for k, v in result.get("settings", {}).items())]
     lines += [f"- {d}" for d in result.get("definitions", [])]
     cols = result["columns"]
     cells = [[_cell(r.get(c, "")) for c in cols] for r in result["rows"]]
