@@ -24,11 +24,10 @@ def in_cooldown(step: int, elapsed: float, args) -> bool:
     return progress(step, elapsed, args) >= 1.0 - args.cooldown
 
 
-def lr_at(step: int, elapsed: float, args) -> float:
+def lr_at(step: int, elapsed: float, args, warm_from: int = 0) -> float:
     """Linear warm-up over `warmup` steps, constant `lr`, then a linear decay to `min_lr_frac * lr` over the
     last `cooldown` of the budget. A run started with --init (fresh optimizer moments) warms up again from
-    its first step (`args.warm_from`)."""
-    warm_from = getattr(args, "warm_from", 0)
+    its first step (`warm_from`)."""
     warm = min(1.0, (step - warm_from + 1) / args.warmup) if args.warmup else 1.0
     t = progress(step, elapsed, args)
     start = 1.0 - args.cooldown

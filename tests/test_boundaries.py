@@ -11,10 +11,10 @@ ENGINE = ROOT / "engine"
 
 # DESIGN.md's layers, lowest first; a module may import only modules of its own layer or below.
 LAYERS = (
-    ("engine.tokenizer", "engine.device", "engine.poly"),
-    ("engine.model", "engine.data", "engine.prompt"),
+    ("engine.tokenizer", "engine.device", "engine.poly", "engine.schedule"),
+    ("engine.model", "engine.data", "engine.prompt", "engine.batches"),
     ("engine.decoding",),
-    ("engine.checkpoint", "engine.profiler"),
+    ("engine.checkpoint", "engine.profiler", "engine.validation"),
     ("engine.bench",),
     ("engine.cli", "engine.train", "engine.evaluate", "engine.decompose", "engine.profile", "engine.examples",
      "engine.bench.__main__", "engine"),
