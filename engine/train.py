@@ -131,7 +131,7 @@ def load_resume_state(args) -> tuple[dict, str]:
     st = torch.load(state_path, map_location="cpu", weights_only=True)
     if st.get("cooling") and os.path.exists(stable_path):
         stable = torch.load(stable_path, map_location="cpu", weights_only=True)
-        if not in_cooldown(stable["step"], stable["elapsed"], args) and not in_cooldown(st["step"], st["elapsed"], args):
+        if not (in_cooldown(stable["step"], stable["elapsed"], args) or in_cooldown(st["step"], st["elapsed"], args)):
             log.info(f"the new budget ends later: continuing from {stable_path} (step {stable['step']}, before the "
                      f"cool-down of the last release); steps {stable['step']}..{st['step']} are set aside")
             # the released cool-down stays on record in the history
@@ -184,8 +184,8 @@ def segment(args, start: Start) -> dict:
     return {"from_step": start.step, "to_step": start.step, "from_minutes": minutes, "to_minutes": minutes,
             "mix": args.mix, "adaptive": args.adaptive, "data": args.data, "minutes": args.minutes,
             "max_steps": args.max_steps, "lr": args.lr, "cooldown": args.cooldown, "batch_tokens": args.batch_tokens,
-            "small_share": args.small_share, "threads": torch.get_num_threads(), "device": args.device, "init": args.init,
-            "resumed_from": start.resumed_from, "prompt_format": start.model.config.prompt_format}
+            "small_share": args.small_share, "threads": torch.get_num_threads(), "device": args.device,
+            "init": args.init, "resumed_from": start.resumed_from, "prompt_format": start.model.config.prompt_format}
 
 
 def history_until(history: tuple[dict, ...], seg: dict, step: int, elapsed: float, mix=None) -> list[dict]:

@@ -144,7 +144,8 @@ def test_report_renders_readme_tables_from_the_json(tmp_path, capsys):
     write_result(result, str(tmp_path / "docs"))
     assert (tmp_path / "docs" / "beam.md").read_text(encoding="utf-8") == format_table(result) + "\n"
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- bench: docs/beam.json -->\n| pasted | 9.99 |\n<!-- /bench -->\nend\n", encoding="utf-8")
+    pasted = "intro\n<!-- bench: docs/beam.json -->\n| pasted | 9.99 |\n<!-- /bench -->\nend\n"
+    readme.write_text(pasted, encoding="utf-8")
     assert report(["--readme", str(readme), "--check"]) == 1
     assert report(["--readme", str(readme)]) == 0
     text = readme.read_text(encoding="utf-8")

@@ -25,7 +25,8 @@ from .runner import DEFAULT_OUT, SUITES, format_table, run_suite
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.bench", description="Decoding benchmarks; a table, then one JSON line.")
+    ap = argparse.ArgumentParser(prog="python -m engine.bench",
+                                 description="Decoding benchmarks; a table, then one JSON line.")
     ap.add_argument("suite", choices=SUITES)
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     ap.add_argument("--runs", type=int, default=None, help="measured runs (suite default when left out)")

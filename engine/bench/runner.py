@@ -26,7 +26,8 @@ def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup
     """Run one suite and return its result (the object the CLI prints as its last line).
 
     smoke: tiny random model, few problems, small grid (seconds). out_dir: where <suite>.json is written;
-    None writes nothing. device: cpu or cuda (default: cuda when present). Raises ValueError for an unknown suite or bad counts."""
+    None writes nothing. device: cpu or cuda (default: cuda when present). Raises ValueError for an unknown
+    suite or bad counts."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
     full, small = DEFAULTS[name]
@@ -57,7 +58,8 @@ def write_result(result: dict, out_dir: str) -> str:
     """<out_dir>/<suite>.json and, rendered from it, <suite>.md (format_table); returns the JSON's path."""
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, result["suite"])
-    for path, text in ((stem + ".json", json.dumps(result, indent=2) + "\n"), (stem + ".md", format_table(result) + "\n")):
+    files = ((stem + ".json", json.dumps(result, indent=2) + "\n"), (stem + ".md", format_table(result) + "\n"))
+    for path, text in files:
         with open(path + ".tmp", "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(path + ".tmp", path)
