@@ -2,6 +2,7 @@
 
     python docs/render.py curves --run e0=runs/ab_e0 --run e1=runs/ab_e1 --out docs/model/prompt_ab.json
     python docs/render.py readme            # rewrites the marked blocks of README.md from docs/model/*.json
+                                            # and the benchmark tables from docs/bench/*.json
 
 `curves` copies a training run's validation log (RUN_DIR/val.csv, written by engine.train) into JSON.
 `readme` renders docs/model/prompt_ab.json as a table and an SVG chart, and the evaluation JSON lines
@@ -15,6 +16,7 @@ import glob
 import json
 import os
 import re
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_DIR = os.path.join(ROOT, "docs", "model")
@@ -138,6 +140,10 @@ def readme(args) -> None:
     for prefix in ("standard", "small"):
         if glob.glob(os.path.join(MODEL_DIR, f"eval_{prefix}_*.json")):
             text = replace_block(text, f"eval-{prefix}", eval_block(prefix))
+    sys.path.insert(0, ROOT)  # run as a script from anywhere: the engine package lives at the root
+    from engine.bench.report import render as render_bench
+
+    text = render_bench(text, ROOT)  # the benchmark tables, from docs/bench/*.json
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
     print(f"rendered {path}")
