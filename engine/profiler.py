@@ -28,8 +28,7 @@ from torch.profiler import ProfilerActivity, record_function, tensorboard_trace_
 
 from .decoding import DecodeOptions, Step, best_answer, decode, rank_answers
 from .device import machine_info
-from .prompt import prompt_ids
-from .poly.core import Poly, to_unicode
+from .poly import Poly, to_unicode
 from .prompt import prompt_ids
 
 log = logging.getLogger(__name__)

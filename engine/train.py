@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .batches import SMALL_RANGE, Batches, make_batch, parse_mix, problem_ids  # noqa: F401 (problem_ids: callers)
+from .batches import SMALL_RANGE, Batches, make_batch, parse_mix
 from .checkpoint import CheckpointError, config_from_dict, load_checkpoint, load_state, save_checkpoint
 from .cli import add_runtime_args, apply_runtime_args
 from .data import ALL_PAIRS

@@ -8,7 +8,8 @@ import torch
 from engine.checkpoint import load_checkpoint
 from engine.data import random_problem
 from engine.schedule import TARGETS, adapt_mix, lr_at, progress
-from engine.train import main, make_batch, parse_args, problem_ids
+from engine.batches import make_batch, problem_ids
+from engine.train import main, parse_args
 from engine.tokenizer import SEP_ID
 import random
 
