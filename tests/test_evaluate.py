@@ -62,7 +62,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_best_of_n_samples_counts_a_problem_when_any_sample_verifies(tmp_path, capsys):
     """--decoder sample --samples N: N rows per problem in one batch; the answer is the best verified sample."""
     from engine.data import Problem
-    from engine.decoding.decode import preset, solve
+    from engine.decoding import preset, solve
     torch.manual_seed(0)
     model = GPT(PRESETS["tiny"])
     fs = [p.f for p in generate(2, 2, 3, seed=9)]
