@@ -150,7 +150,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         with gr.Row():
             source = gr.Dropdown([POLYNOMIAL, *engine.GEN_CASES], value=POLYNOMIAL, label="Input",
                                  info="a polynomial, or one of the seed's generation cases", elem_id="compare-source")
-            text = gr.Textbox(example_problems()[0][1], label="f(a)", elem_id="compare-input", scale=2)
+            text = gr.Textbox(example_problems(lab.checkpoint)[0][1], label="f(a)", elem_id="compare-input", scale=2)
             with gr.Column():
                 runs = gr.Slider(1, 20, value=3, step=1, label="Timed runs per configuration", elem_id="compare-runs")
                 profiled = gr.Checkbox(True, label="Profile the phases (one extra recorded run each; one polynomial)")

@@ -96,7 +96,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             with gr.Column(scale=3):
                 poly = gr.Textbox(label="f(a)", placeholder="e.g. 4a^4 + 12a^3 + 9a^2 - 1", lines=2,
                                   elem_id="decompose-input")
-                examples = example_problems()
+                examples = example_problems(lab.checkpoint)
                 gr.Examples([[text] for _, text in examples], inputs=[poly], label="Examples (one per degree pair)",
                             example_labels=[f"{label}: {text}" for label, text in examples], examples_per_page=9)
                 run = gr.Button("Decompose", variant="primary", elem_id="decompose-run")

@@ -99,10 +99,15 @@ def user_errors(action: str) -> Iterator[None]:
 
 
 @functools.cache
-def example_problems() -> tuple[tuple[str, str], ...]:
-    """One (label, polynomial text) per outer/inner degree pair the model was trained on."""
+def example_problems(checkpoint: str = engine.DEFAULT_CHECKPOINT) -> tuple[tuple[str, str], ...]:
+    """One (label, polynomial text) per outer/inner degree pair the model was trained on: the ones
+    `python -m engine.examples` chose for this checkpoint (verified with beam search; a pair the model does not
+    solve yet says so), else generated ones."""
+    chosen = {e["pair"]: e for e in engine.read_examples(checkpoint) or []}
     out = []
     for i, j in engine.ALL_PAIRS:
-        prob = engine.generate(i, j, 1, seed=EXAMPLE_SEED)[0]
-        out.append((f"deg P = {i}, deg Q = {j}", ascii_poly(prob.f)))
+        e = chosen.get(f"{i}_{j}")
+        f = e["f"] if e else engine.generate(i, j, 1, seed=EXAMPLE_SEED)[0].f
+        note = "" if e is None else " (verified)" if e["verified"] else " (not solved by this model yet)"
+        out.append((f"deg P = {i}, deg Q = {j}{note}", ascii_poly(f)))
     return tuple(out)

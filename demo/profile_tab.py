@@ -116,7 +116,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                     f"`{lab.profile_dir}/` with a TensorBoard trace and a phase summary.")
         with gr.Row():
             with gr.Column(scale=3):
-                text = gr.Textbox(example_problems()[0][1], label="f(a)", elem_id="profile-input")
+                text = gr.Textbox(example_problems(lab.checkpoint)[0][1], label="f(a)", elem_id="profile-input")
                 name = gr.Textbox(label="Run name (optional)", placeholder="e.g. beam10-static", elem_id="profile-name")
                 run = gr.Button("Record profile", variant="primary", elem_id="profile-run")
                 summary = gr.Markdown(elem_id="profile-summary")

@@ -24,3 +24,4 @@ from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, Weights, export_hf
 from .profiler import PHASES, list_runs, profile_run
 from .bench import GEN_CASES, SUITES, case_problems, format_table, run_suite
 from .cli import add_runtime_args, apply_runtime_args
+from .examples import read_examples

@@ -17,7 +17,7 @@ from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from .cli import add_runtime_args, apply_runtime_args
 from .data import ALL_PAIRS, generate
 from .decoding import best_answer, preset, solve
-from .poly import to_unicode
+from .poly import to_unicode, verify
 
 EXAMPLES_SEED = 2024
 
@@ -37,6 +37,23 @@ def pick_examples(model, width: int = 10, candidates: int = 16, coeff_range: int
 
 def examples_path(checkpoint: str) -> str:
     return checkpoint.removesuffix(".safetensors").removesuffix(".json") + ".examples.json"
+
+
+def read_examples(checkpoint: str) -> list[dict] | None:
+    """The examples chosen for this checkpoint, or None when there is no (valid) file. Each is checked:
+    f a list of ints of a trained degree pair, and "verified" true only when its q really verifies."""
+    try:
+        with open(examples_path(checkpoint), encoding="utf-8") as fh:
+            data = json.load(fh)
+        out = []
+        for e in data["examples"]:
+            f = tuple(int(c) for c in e["f"])
+            q = tuple(int(c) for c in e["q"]) if e.get("q") is not None else None
+            ok = bool(e.get("verified")) and q is not None and verify(f, q).ok
+            out.append({"pair": str(e["pair"]), "f": f, "verified": ok})
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,3 +30,25 @@ def test_shipped_examples_verify():
     for e in data["examples"]:
         if e["verified"]:
             assert verify(tuple(e["f"]), tuple(e["q"])).ok
+
+
+def test_page_examples_come_from_the_file_and_say_what_the_model_solves(tmp_path):
+    """Guards against example buttons the model fails on without a word: unsolved pairs are labelled."""
+    import engine
+    from demo.lab import example_problems
+    chosen = {e["pair"]: e for e in engine.read_examples(engine.DEFAULT_CHECKPOINT)}
+    for (i, j), (label, text) in zip(engine.ALL_PAIRS, example_problems(engine.DEFAULT_CHECKPOINT)):
+        e = chosen[f"{i}_{j}"]
+        assert engine.parse_polynomial(text) == e["f"]
+        assert label.endswith("(verified)") == e["verified"]
+        assert label.endswith("(not solved by this model yet)") == (not e["verified"])
+    # a tampered file cannot claim a verified example: q is re-checked
+    stem = str(tmp_path / "m")
+    data = json.loads(open(examples_path(engine.DEFAULT_CHECKPOINT), encoding="utf-8").read())
+    data["examples"][0]["q"] = [0, 1]
+    with open(examples_path(stem), "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    assert engine.read_examples(stem)[0]["verified"] is False
+    with open(examples_path(stem), "w", encoding="utf-8") as fh:
+        fh.write("{not json")
+    assert engine.read_examples(stem) is None
