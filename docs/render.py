@@ -101,6 +101,29 @@ def ab_block(path: str) -> str:
     return "\n".join(lines)
 
 
+def run_block(path: str, every: int = 3) -> str:
+    """A training run's validation: greedy verified accuracy per pair (fresh problems each round) against
+    steps and training minutes, every `every`-th round and the last, with the mix at the last round."""
+    with open(path) as fh:
+        data = json.load(fh)
+    (name, arm), = data["arms"].items()
+    by_step: dict[int, dict] = {}
+    for r in arm["validation"]:
+        by_step.setdefault(r["step"], {})[r["pair"]] = r
+    steps = sorted(by_step)
+    shown = [s for k, s in enumerate(steps) if k % every == 0 or s == steps[-1]]
+    lines = ["| step | minutes | " + " | ".join(PAIRS) + " |", "|" + "---|" * (len(PAIRS) + 2)]
+    for s in shown:
+        rows = by_step[s]
+        minutes = next(iter(rows.values()))["minutes"]
+        lines.append(f"| {s} | {minutes:.0f} | " + " | ".join(f"{rows[p]['accuracy']:.0%}" if p in rows else ""
+                                                               for p in PAIRS) + " |")
+    last = by_step[steps[-1]]
+    mix = ", ".join(f"{p} {last[p]['share']:.2f}" for p in PAIRS if p in last and last[p]["share"] is not None)
+    return "\n".join(lines + ["", f"Share of steps per pair at the last round: {mix}.",
+                              "" if not data.get("note") else data["note"]])
+
+
 def eval_block(prefix: str) -> str:
     results = {}
     for key, _ in COLUMNS:
@@ -118,7 +141,18 @@ def eval_block(prefix: str) -> str:
         lines.append(f"| {pair} | {n} | " + " | ".join(cells) + f" | {SEED_GREEDY[pair]}% |")
     notes = [f"{label}: `{results[k][PAIRS[0]]['decoder']}`, width/samples {results[k][PAIRS[0]]['width']}"
              for k, label in cols if PAIRS[0] in results[k]]
+    checkpoints = sorted({os.path.relpath(r["checkpoint"], ROOT) if os.path.isabs(r["checkpoint"]) else r["checkpoint"]
+                          for r in checkpoints_of(prefix)})
+    notes.append("checkpoint " + ", ".join(checkpoints))
     return "\n".join(lines + [""] + ["Decoders: " + "; ".join(notes) + "."] if notes else lines)
+
+
+def checkpoints_of(prefix: str) -> list[dict]:
+    out = []
+    for path in sorted(glob.glob(os.path.join(MODEL_DIR, f"eval_{prefix}_*.json"))):
+        with open(path) as fh:
+            out.append({"checkpoint": json.load(fh).get("checkpoint", "?")})
+    return out
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -134,6 +168,9 @@ def readme(args) -> None:
     path = os.path.join(ROOT, "README.md")
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
+    run = os.path.join(MODEL_DIR, "main_run.json")
+    if os.path.exists(run):
+        text = replace_block(text, "main-run", run_block(run))
     ab = os.path.join(MODEL_DIR, "prompt_ab.json")
     if os.path.exists(ab):
         text = replace_block(text, "prompt-ab", ab_block(ab))
