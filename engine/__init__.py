@@ -16,9 +16,11 @@ from .poly import (Poly, PolynomialError, Verdict, canonical_inner, classical_de
 from .model import GPT, PRESETS, GPTConfig
 from .data import ALL_PAIRS, DatasetError, Problem, generate, out_of_domain, read_dataset
 from .prompt import PROMPT_FORMATS, prompt_ids
-from .decoding import (ATTENTIONS, BEAM_CACHES, CACHE_STRATEGIES, CACHES, CUSTOM, DECODE_PRESETS, DECODERS, MAX_WIDTH,
-                       OPTION_FIELDS, Answer, Beam, DecodeOptions, Decoded, Hypothesis, Step, best_answer, decode,
-                       hf_decode, make_cache, options, preset, rank_answers, run_to_completion, solve)
+from .decoding import (ATTENTIONS, BEAM_CACHES, CACHE_STRATEGIES, CACHES, CUSTOM, DECODE_PRESETS, DECODERS,
+                       DEFAULT_CASCADE, MAX_SAMPLES, MAX_WIDTH, OPTION_FIELDS, STOP_REASONS, Accept, Answer, Beam,
+                       DecodeOptions, Decoded, Hypothesis, Step, best_answer, check_answer, decode, decode_polynomials,
+                       hf_decode, make_cache, options, parse_stages, preset, rank_answers, run_to_completion, solve,
+                       verifier)
 from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, Weights, export_hf, import_seed_checkpoint,
                          load_checkpoint, load_model, load_weights, save_checkpoint)
 from .profiler import PHASES, list_runs, profile_run

@@ -27,17 +27,17 @@ from .decoding import DecodeOptions, best_answer, options, solve
 
 
 def evaluate_file(model, path: str, opts: DecodeOptions, limit: int | None, batch_size: int,
-                  predictions=None, progress: bool = True, samples: int = 1) -> dict:
+                  predictions=None, progress: bool = True) -> dict:
     problems = list(read_dataset(path))[:limit]
     verified, t0 = 0, time.perf_counter()
     bar = tqdm(total=len(problems), desc=os.path.basename(path), disable=not progress, leave=False)
     # Sorting by prompt length keeps padding low inside each batch; predictions are written in file order.
     order = sorted(range(len(problems)), key=lambda k: len(problems[k].prompt))
     answers: dict[int, str] = {}
-    per_batch = max(1, batch_size // samples)  # rows in one batch stay near batch_size
+    per_batch = max(1, batch_size // opts.samples)  # rows in one batch stay near batch_size
     for lo in range(0, len(order), per_batch):
         idx = order[lo: lo + per_batch]
-        results = solve(model, [problems[k].f for k in idx], opts, samples)
+        results = solve(model, [problems[k].f for k in idx], opts)
         for k, ranked in zip(idx, results):
             best = best_answer(ranked)
             verified += bool(best and best.verified)
@@ -49,7 +49,7 @@ def evaluate_file(model, path: str, opts: DecodeOptions, limit: int | None, batc
         for k, p in enumerate(problems):
             predictions.write(f"{p.prompt} ⁇ {answers[k]}".rstrip() + "\n")
     n = len(problems)
-    return {"file": path, "decoder": opts.decoder, "width": samples if opts.decoder == "sample" else opts.beams,
+    return {"file": path, "decoder": opts.decoder, "width": opts.beams,
             "problems": n, "verified": verified, "accuracy": verified / n if n else 0.0,
             "seconds": round(time.perf_counter() - t0, 2)}
 
@@ -82,18 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--limit must be >= 1")
     if args.samples < 1:
         ap.error("--samples must be >= 1")
-    samples = args.samples if args.decoder == "sample" else 1
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     try:
         model, meta = load_checkpoint(checkpoint, device)
         opts = options("fastest", decoder=args.decoder, width=args.width, max_new=args.max_new,
-                       temperature=args.temperature, seed=args.seed)
+                       temperature=args.temperature, seed=args.seed, samples=args.samples)
         rows = []
         out = open(args.predictions, "w", encoding="utf-8") if args.predictions else None
         try:
             for path in args.data:
                 rows.append(evaluate_file(model, path, opts, args.limit, args.batch_size, out,
-                                          progress=not args.json, samples=samples))
+                                          progress=not args.json))
         finally:
             if out:
                 out.close()

@@ -66,12 +66,12 @@ def test_best_of_n_samples_counts_a_problem_when_any_sample_verifies(tmp_path, c
     torch.manual_seed(0)
     model = GPT(PRESETS["tiny"])
     fs = [p.f for p in generate(2, 2, 3, seed=9)]
-    opts = preset("fastest", decoder="sample", width=1, max_new=5, seed=3)
-    ranked = solve(model, fs, opts, samples=4)
+    opts = preset("fastest", decoder="sample", width=1, max_new=5, seed=3, samples=4)
+    ranked = solve(model, fs, opts)
     assert [len(r) for r in ranked] == [4, 4, 4]
     assert all(list(r) == sorted(r, key=lambda a: -a.score) for r in ranked)
     with pytest.raises(ValueError, match="sample decoder"):
-        solve(model, fs, preset("fastest", decoder="greedy", width=1), samples=2)
+        preset("fastest", decoder="greedy", width=1, samples=2)
     ck = save_checkpoint(model, str(tmp_path / "m"))
     data = tmp_path / "d.txt"
     write_dataset(str(data), [Problem(f, ()) for f in fs])

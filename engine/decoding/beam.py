@@ -4,6 +4,11 @@ Hugging Face generate() with num_beams=K, do_sample=False, early_stopping=False)
 Each step has a tensor half (_select: the top 2K candidates of every problem at once, on the device) and a
 Python half (_advance_problems: finished hypotheses, early stop, the Step's beams and the parent rows the
 session keeps).
+
+With opts.stop_on_verified and an acceptance check `accept(problem, ids) -> bool`, a problem also stops at
+the first step where a hypothesis that ends with END and joins its finished list is accepted; its rows leave
+the batch at once, like a problem that is complete. Until a problem stops, its beams are those of the full
+search, so an acceptance check that never accepts gives exactly plain beam search.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import torch.nn.functional as F
 
 from ..device import phase
 from ..tokenizer import SEP_ID
-from .events import UNREACHABLE, Beam, Decoded, Hypothesis, Step
+from .events import UNREACHABLE, Accept, Beam, Decoded, Hypothesis, Step
 from .options import DecodeOptions
 from .session import grad_mode, open_session
 
@@ -29,14 +34,18 @@ class _Problem:
     where: list[int]               # index of each live slot in the previous Step.beams (-1: not shown)
     finished: list[tuple[float, Hypothesis]]
 
-    def add_finished(self, score: float, hyp: Hypothesis, width: int) -> None:
-        self.finished.append((score, hyp))
+    def add_finished(self, score: float, hyp: Hypothesis, width: int) -> bool:
+        """Keep the best `width` finished hypotheses; True when `hyp` is among them."""
+        entry = (score, hyp)
+        self.finished.append(entry)
         self.finished.sort(key=lambda x: -x[0])  # stable: earlier hypotheses win ties, like HF's merge
         del self.finished[width:]
+        return any(e is entry for e in self.finished)
 
 
-def beam_search(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decoded]:
+def beam_search(model, prompts, opts: DecodeOptions, accept: Accept | None = None) -> Generator[Step, None, Decoded]:
     K, V = opts.width, model.config.vocab_size
+    accept = accept if opts.stop_on_verified else None
     sess = open_session(model, prompts, opts)
     problems = [_Problem(b, [()] * K, [-1] * K, []) for b in range(len(prompts))]
     active = list(problems)
@@ -59,7 +68,7 @@ def beam_search(model, prompts, opts: DecodeOptions) -> Generator[Step, None, De
                 sel = _select(cand.view(len(active), K * V), K, V, step + 1, opts.length_penalty, last)
                 live_scores, live_tok = sel["live_scores"], sel["live_tok"]
                 host = {k: v.tolist() for k, v in sel.items() if k != "live_tok"}
-        beams, keep, parents = _advance_problems(active, host, K, last)
+        beams, keep, parents, stops = _advance_problems(active, host, K, last, accept)
         active = [active[i] for i in keep]
         if active:
             with grad_mode(opts.grad_mode):
@@ -68,7 +77,7 @@ def beam_search(model, prompts, opts: DecodeOptions) -> Generator[Step, None, De
                     rows = torch.tensor(keep, device=live_tok.device)
                     live_scores, live_tok = live_scores[rows], live_tok[rows]
                 live_tok = live_tok.reshape(-1)
-        ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes)
+        ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes, tuple(stops))
         steps.append(ev)
         yield ev
         if not active:
@@ -91,19 +100,23 @@ def _select(cand: torch.Tensor, K: int, V: int, length: int, length_penalty: flo
             "live_tok": tok.gather(1, nxt), "best": best}
 
 
-def _advance_problems(active: list[_Problem], host: dict, K: int, last: bool):
-    """The Python half: finished hypotheses, live beams' ids, early stop, Step beams and parent rows."""
-    beams, keep, parents = [], [], []
+def _advance_problems(active: list[_Problem], host: dict, K: int, last: bool, accept: Accept | None = None):
+    """The Python half: finished hypotheses, live beams' ids, early stop, Step beams, parent rows, and why
+    each problem that is done stopped."""
+    beams, keep, parents, stops = [], [], [], []
     for g, p in enumerate(active):
+        verified = False
         for c in range(K):  # only the top K candidates may finish (HF's top_num_beam_mask)
             score = host["top_scores"][g][c]
             if host["ends"][g][c] and score > UNREACHABLE:
                 s, t = host["src"][g][c], host["tok"][g][c]
                 ended = t == SEP_ID
                 ids = p.ids[s] + (t,)
-                p.add_finished(host["ranked"][g][c], Hypothesis(ids[:-1] if ended else ids, host["ranked"][g][c],
-                                                                ended), K)
-                beams.append(Beam(p.index, ids, score, p.where[s], True))
+                hyp = Hypothesis(ids[:-1] if ended else ids, host["ranked"][g][c], ended)
+                kept = p.add_finished(host["ranked"][g][c], hyp, K)
+                ok = accept is not None and ended and kept and not verified and accept(p.index, hyp.ids)
+                verified = verified or ok
+                beams.append(Beam(p.index, ids, score, p.where[s], True, ok))
         new_ids, new_where = [], []
         live_src = host["live_src"][g]
         for j in range(K):
@@ -117,7 +130,9 @@ def _advance_problems(active: list[_Problem], host: dict, K: int, last: bool):
         p.ids, p.where = new_ids, new_where
         full = len(p.finished) == K
         improvable = host["best"][g] > (p.finished[-1][0] if full else -1e9)
-        if not last and improvable:
+        if not last and improvable and not verified:
             keep.append(g)
             parents.extend(g * K + s for s in live_src)
-    return beams, keep, parents
+        else:
+            stops.append((p.index, "verified" if verified else "max_new" if last else "complete"))
+    return beams, keep, parents, stops

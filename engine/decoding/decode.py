@@ -1,4 +1,5 @@
-"""The front door of decoding: check the prompts, run greedy, sample or beam as a generator of step events.
+"""The front door of decoding: check the prompts, run greedy, sample, beam or a cascade as a generator of step
+events.
 
     gen = decode(model, prompts, DecodeOptions(decoder="beam", width=10))
     for step in gen: ...                     # a Step per generated position (the UI streams these)
@@ -6,6 +7,8 @@
 
 Every option (cache strategy, beam cache handling, attention backend, mask reuse, grad mode, the
 seed's one-beam-at-a-time loop) changes speed only; the tokens and scores stay the same.
+stop_on_verified and cascades consult an acceptance check `accept(problem, ids) -> bool` (for decomposition:
+answers.verifier, which decode_polynomials passes), and stop or skip work where an answer was accepted.
 Beam search (beam.py) follows Hugging Face generate() (num_beams=K, do_sample=False, early_stopping=False):
 per problem the top 2K (beam, token) candidates by cumulative log-prob; a candidate ending with
 END and ranked < K joins the finished hypotheses (best K kept by score / len ** length_penalty,
@@ -17,7 +20,8 @@ from __future__ import annotations
 from typing import Generator, Sequence
 
 from .beam import beam_search
-from .events import Decoded, Step
+from .cascade import cascade
+from .events import Accept, Decoded, Step
 from .greedy import greedy_or_sample
 from .options import DecodeOptions
 
@@ -38,12 +42,22 @@ def check_prompts(model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) 
                              f"{max(limit - len(p), 0)}")
 
 
-def decode(model, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -> Generator[Step, None, Decoded]:
-    """prompts: token ids each ending with SEP (⁇). Yields a Step per decode step; returns Decoded."""
+def decode(model, prompts: Sequence[Sequence[int]], opts: DecodeOptions,
+           accept: Accept | None = None) -> Generator[Step, None, Decoded]:
+    """prompts: token ids each ending with SEP (⁇). Yields a Step per decode step; returns Decoded.
+
+    accept(problem, ids): the acceptance check that stop_on_verified and cascades need (problem = index
+    into prompts, ids = an answer without END); other options never call it."""
     check_prompts(model, prompts, opts)
+    if opts.needs_accept and accept is None:
+        what = "a cascade" if opts.decoder == "cascade" else "stop_on_verified"
+        raise ValueError(f"{what} needs an acceptance check: pass accept=, e.g. the polynomial verifier "
+                         f"(decode_polynomials does)")
+    if opts.decoder == "cascade":
+        return cascade(model, prompts, opts, accept)
     if opts.decoder == "beam":
-        return beam_search(model, prompts, opts)
-    return greedy_or_sample(model, prompts, opts)
+        return beam_search(model, prompts, opts, accept)
+    return greedy_or_sample(model, prompts, opts, accept)
 
 
 def run_to_completion(gen: Generator[Step, None, Decoded]) -> Decoded:

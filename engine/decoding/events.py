@@ -3,8 +3,16 @@ so a UI session can keep them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 UNREACHABLE = -1e8  # HF parks impossible beams at -1e9; anything below this is not shown
+# Why a problem stopped: "verified" (a finished answer passed the acceptance check: stop_on_verified),
+# "end" (greedy or a sample emitted END), "complete" (beam: width answers finished and no live beam can beat
+# them), "max_new" (the answer length cap).
+STOP_REASONS = ("verified", "end", "complete", "max_new")
+# The acceptance check a decoder may consult: (problem index in the batch, answer ids without END) -> accepted.
+# For decomposition it is the polynomial verifier (answers.verifier).
+Accept = Callable[[int, tuple[int, ...]], bool]
 
 
 @dataclass(frozen=True)
@@ -14,6 +22,7 @@ class Beam:
     score: float                   # sum of log-probs of ids
     parent: int                    # index into the previous Step.beams; -1 at step 0
     finished: bool                 # emitted END
+    accepted: bool = False         # finished and passed the acceptance check (stop_on_verified only)
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,8 @@ class Step:
     beams: tuple[Beam, ...]        # every live beam after this step plus the ones that finished at it
     elapsed_ms: float              # wall time of this step (device synchronised; step 0 includes the prefill)
     cache_bytes: int               # bytes held by the KV cache after this step (0 for "none")
+    stops: tuple[tuple[int, str], ...] = ()  # (problem, reason in STOP_REASONS) for each problem done at this step
+    stage: int = 0                 # cascade: the index of the stage that ran this step (0 otherwise)
 
 
 @dataclass(frozen=True)
@@ -37,3 +48,4 @@ class Decoded:
     steps: tuple[Step, ...]
     prefill_ms: float
     total_ms: float
+    stage_of: tuple[int, ...] = ()  # cascade: per problem, the stage whose hypotheses these are

@@ -1,4 +1,5 @@
-"""Greedy decoding and sampling: one row per problem, finished problems leave the batch."""
+"""Greedy decoding and sampling: one row per problem (N rows for best-of-N sampling); finished rows leave the
+batch."""
 from __future__ import annotations
 
 import time
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 
 from ..device import phase
 from ..tokenizer import SEP_ID
-from .events import Beam, Decoded, Hypothesis, Step
+from .events import Accept, Beam, Decoded, Hypothesis, Step
 from .options import DecodeOptions
 from .session import grad_mode, open_session
 
@@ -29,21 +30,28 @@ def sample_next(logits: torch.Tensor, generator: torch.Generator, temperature: f
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
 
 
-def greedy_or_sample(model, prompts, opts: DecodeOptions) -> Generator[Step, None, Decoded]:
-    """Greedy or sampling: one row per problem; finished problems leave the batch.
+def greedy_or_sample(model, prompts, opts: DecodeOptions,
+                     accept: Accept | None = None) -> Generator[Step, None, Decoded]:
+    """Greedy or sampling. Each problem is prefilled once and gets opts.samples rows (1 for greedy); a row
+    leaves the batch when it emits END. A problem's hypotheses are its rows' answers, best score first.
 
+    With opts.stop_on_verified (sampling) and `accept`, a problem stops when one of its samples ends with an
+    accepted answer: its other rows leave the batch at once. Rows leaving change the shape of later random
+    draws, so the samples of the other problems in the batch may differ from a run without stops.
     Scores are the model's own log-probs of the chosen tokens (before temperature, top-k, top-p).
     """
+    N = opts.beams
+    accept = accept if opts.stop_on_verified and opts.decoder == "sample" else None
     sess = open_session(model, prompts, opts)
     gen = None
     if opts.decoder == "sample":
         gen = torch.Generator(device=sess.device).manual_seed(opts.seed)
     B = len(prompts)
-    active = list(range(B))  # problem of each row
-    ids: list[tuple[int, ...]] = [()] * B
-    scores = [0.0] * B
-    where = {}  # problem -> index into the previous Step.beams
-    hyps: list[tuple[Hypothesis, ...]] = [()] * B
+    active = list(range(B * N))  # the slot (problem * N + sample) of each row
+    ids: list[tuple[int, ...]] = [()] * (B * N)
+    scores = [0.0] * (B * N)
+    where = {}  # slot -> index into the previous Step.beams
+    found: list[list[Hypothesis]] = [[] for _ in range(B)]  # per problem, in slot order
     steps, prefill_ms, tok = [], 0.0, None
     for step in range(opts.max_new):
         t0 = time.perf_counter()
@@ -51,6 +59,9 @@ def greedy_or_sample(model, prompts, opts: DecodeOptions) -> Generator[Step, Non
             if step == 0:
                 logits = sess.prefill()
                 prefill_ms = sess.elapsed_since(t0)
+                if N > 1:
+                    logits = logits.repeat_interleave(N, dim=0)
+                    sess.expand(N)
             else:
                 logits = sess.step(tok)
             with phase("beam_select"):
@@ -61,25 +72,37 @@ def greedy_or_sample(model, prompts, opts: DecodeOptions) -> Generator[Step, Non
                     tok = sample_next(logits.float(), gen, opts.temperature, opts.top_k, opts.top_p)
                 picked = logprobs.gather(1, tok[:, None]).squeeze(1)
                 tok_list, lp_list = tok.tolist(), picked.tolist()
-        beams, keep = [], []
-        for r, b in enumerate(active):
-            ids[b] = ids[b] + (tok_list[r],)
-            scores[b] += lp_list[r]
+        beams, done, verified = [], [], set()
+        for r, slot in enumerate(active):
+            b = slot // N
+            ids[slot] = ids[slot] + (tok_list[r],)
+            scores[slot] += lp_list[r]
             ended = tok_list[r] == SEP_ID
-            beams.append(Beam(b, ids[b], scores[b], where.get(b, -1), ended))
+            ok = False
             if ended or step == opts.max_new - 1:
-                hyps[b] = (Hypothesis(ids[b][:-1] if ended else ids[b], scores[b], ended),)
-            else:
-                keep.append(r)
-        where = {beam.problem: i for i, beam in enumerate(beams)}
+                done.append(r)
+                hyp = Hypothesis(ids[slot][:-1] if ended else ids[slot], scores[slot], ended)
+                found[b].append(hyp)
+                ok = ended and accept is not None and b not in verified and accept(b, hyp.ids)
+                if ok:
+                    verified.add(b)
+            beams.append(Beam(b, ids[slot], scores[slot], where.get(slot, -1), ended, ok))
+        where = {slot: i for i, slot in enumerate(active)}
+        finished = set(done)
+        keep = [r for r in range(len(active)) if r not in finished and active[r] // N not in verified]
+        left = {active[r] // N for r in keep}
+        reason = "max_new" if step == opts.max_new - 1 else "end"
+        stops = tuple((b, "verified" if b in verified else reason)
+                      for b in dict.fromkeys(slot // N for slot in active) if b not in left)
         active = [active[r] for r in keep]
         if active and len(keep) < len(tok_list):
             with grad_mode(opts.grad_mode):
-                sess.select(keep, keep_problems=keep)
+                sess.select(keep, keep_problems=sorted({a // N for a in active}))
                 tok = tok[torch.tensor(keep, device=tok.device)]
-        ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes)
+        ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes, stops)
         steps.append(ev)
         yield ev
         if not active:
             break
-    return Decoded(tuple(hyps), tuple(steps), prefill_ms, sum(s.elapsed_ms for s in steps))
+    hyps = tuple(tuple(sorted(hs, key=lambda h: -h.score)) for hs in found)  # stable: slot order on ties
+    return Decoded(hyps, tuple(steps), prefill_ms, sum(s.elapsed_ms for s in steps))

@@ -4,24 +4,34 @@ plus overrides (used by every command line, tab and tool).
     options("fastest", decoder="greedy")          # width 1: only beam search keeps several hypotheses
     options("V1", decoder="beam", width=5, seed=None)   # None means "not given": the preset's value stays
     options("custom", cache="concat")             # "custom" starts from the DecodeOptions defaults
+    options(decoder="beam", stop_on_verified=True)  # stop a problem at its first accepted answer
+    options(decoder="cascade", cascade="greedy > beam 10 > beam 64")
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 
-DECODERS = ("greedy", "sample", "beam")
+DECODERS = ("greedy", "sample", "beam", "cascade")
 CACHES = ("none", "concat", "static")
 BEAM_CACHES = ("clone", "gather", "shared-prefix")
 ATTENTIONS = ("math", "sdpa")
 GRAD_MODES = ("no_grad", "inference")
 MAX_WIDTH = 64
+MAX_SAMPLES = 64
+MAX_STAGES = 6
+DEFAULT_CASCADE = "greedy > beam 10 > beam 64"
+_STAGE = re.compile(r"(greedy)|(beam|sample)\s*(\d+)")
 CUSTOM = "custom"  # the preset name that starts from the DecodeOptions defaults
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    decoder: str = "beam"          # greedy | sample | beam
+    decoder: str = "beam"          # greedy | sample | beam | cascade
     width: int = 10                # beams per problem (beam only; greedy/sample use 1)
+    samples: int = 1               # sample only: rows per problem in one batch (best of N)
+    stop_on_verified: bool = False  # beam, sample: a problem stops at its first accepted finished answer
+    cascade: str = DEFAULT_CASCADE  # cascade only: stages run in turn, each on the problems not yet accepted
     cache: str = "static"          # none | concat | static
     beam_cache: str = "gather"     # clone | gather | shared-prefix
     attention: str = "sdpa"        # math | sdpa
@@ -42,6 +52,11 @@ class DecodeOptions:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(choices)}")
         if not 1 <= self.width <= MAX_WIDTH:
             raise ValueError(f"width must be between 1 and {MAX_WIDTH}, got {self.width}")
+        if not 1 <= self.samples <= MAX_SAMPLES:
+            raise ValueError(f"samples must be between 1 and {MAX_SAMPLES}, got {self.samples}")
+        if self.samples > 1 and self.decoder != "sample":
+            raise ValueError(f"samples={self.samples}: more than one sample per problem needs the sample decoder")
+        parse_stages(self.cascade)
         if self.max_new < 1:
             raise ValueError(f"max_new must be >= 1, got {self.max_new}")
         if not self.temperature > 0:
@@ -53,8 +68,44 @@ class DecodeOptions:
 
     @property
     def beams(self) -> int:
-        """Hypotheses kept per problem: the width for beam search, 1 for greedy and sampling."""
-        return self.width if self.decoder == "beam" else 1
+        """Rows per problem: the width for beam search, the samples for sampling, 1 for greedy (and a cascade,
+        whose stages set their own)."""
+        return self.width if self.decoder == "beam" else self.samples if self.decoder == "sample" else 1
+
+    @property
+    def needs_accept(self) -> bool:
+        """True when decoding consults the acceptance check: stop_on_verified or a cascade."""
+        return self.decoder == "cascade" or (self.stop_on_verified and self.decoder in ("beam", "sample"))
+
+    def stages(self) -> tuple["DecodeOptions", ...]:
+        """A cascade's stages as options (every other field as here); any other decoder is its own one stage."""
+        if self.decoder != "cascade":
+            return (self,)
+        return tuple(replace(self, decoder=d, width=n if d == "beam" else 1, samples=n if d == "sample" else 1)
+                     for d, n in parse_stages(self.cascade))
+
+
+def parse_stages(text: str) -> tuple[tuple[str, int], ...]:
+    """"greedy > beam 10 > beam 64" -> (("greedy", 1), ("beam", 10), ("beam", 64)). Stages are separated by
+    ">" (or ","); each is greedy, beam K or sample N. Raises ValueError naming the bad stage."""
+    parts = [p.strip() for p in re.split(r"->|>|,", text or "")]
+    if not any(parts):
+        raise ValueError("a cascade needs at least one stage, e.g. 'greedy > beam 10 > beam 64'")
+    if len(parts) > MAX_STAGES:
+        raise ValueError(f"a cascade has at most {MAX_STAGES} stages, got {len(parts)}")
+    out = []
+    for p in parts:
+        m = _STAGE.fullmatch(p.lower())
+        if not m:
+            raise ValueError(f"cascade stage {p!r}: write greedy, beam K or sample N (stages separated by '>')")
+        if m[1]:
+            out.append(("greedy", 1))
+            continue
+        n, most = int(m[3]), MAX_WIDTH if m[2] == "beam" else MAX_SAMPLES
+        if not 1 <= n <= most:
+            raise ValueError(f"cascade stage {p!r}: {m[2]} takes 1 to {most}, got {n}")
+        out.append((m[2], n))
+    return tuple(out)
 
 
 OPTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(DecodeOptions))
@@ -80,13 +131,19 @@ def preset(name: str, **overrides) -> DecodeOptions:
 def options(preset_name: str = "fastest", /, **overrides) -> DecodeOptions:
     """The preset (the DecodeOptions defaults for "custom") with every override that is not None applied.
 
-    Greedy and sampling keep one hypothesis, so their width is 1 whatever was asked. Unknown presets,
-    unknown fields and bad values raise ValueError."""
+    Only beam search keeps several beams and only sampling draws several samples: the width is 1 unless
+    the decoder is beam, the samples 1 unless it is sample, whatever was asked. Unknown presets, unknown
+    fields and bad values raise ValueError."""
     if preset_name != CUSTOM and preset_name not in DECODE_PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose from {', '.join([CUSTOM, *DECODE_PRESETS])}")
     unknown = sorted(set(overrides) - set(OPTION_FIELDS))
     if unknown:
         raise ValueError(f"unknown decode option {unknown[0]!r}; the options are {', '.join(OPTION_FIELDS)}")
     base = DecodeOptions() if preset_name == CUSTOM else DECODE_PRESETS[preset_name]
-    opts = replace(base, **{k: v for k, v in overrides.items() if v is not None})
-    return opts if opts.width == opts.beams else replace(opts, width=1)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    decoder = given.get("decoder", base.decoder)
+    if decoder != "beam":
+        given["width"] = 1
+    if decoder != "sample":
+        given["samples"] = 1
+    return replace(base, **given)

@@ -70,8 +70,11 @@ class BatchSession(_Timed):
         self.pad = torch.tensor([P - n for n in lens], device=self.device)  # (rows,)
         self.padded = min(lens) != P
         self.g = 0  # generated tokens fed to the model so far
-        # One row per problem (greedy, sample, width 1) leaves nothing to share: shared-prefix is gather then.
-        beam_cache = "gather" if opts.beam_cache == "shared-prefix" and opts.beams == 1 else opts.beam_cache
+        # One row per problem (greedy, width 1) leaves nothing to share, and best-of-N samples leave the batch one
+        # by one (shared-prefix keeps K rows per problem): shared-prefix is gather then.
+        beam_cache = opts.beam_cache
+        if beam_cache == "shared-prefix" and (opts.beams == 1 or opts.decoder != "beam"):
+            beam_cache = "gather"
         self.shared = beam_cache == "shared-prefix" and opts.cache != "none"
         self.recompute = opts.cache == "none"
         arange = torch.arange(self.total, device=self.device)
