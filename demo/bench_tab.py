@@ -1,4 +1,4 @@
-"""Benchmark: run the generation, beam, hf and sweep suites with a progress bar; tables and charts."""
+"""Benchmark: run the generation, beam, hf, sweep and frontier suites with a progress bar; tables and charts."""
 from __future__ import annotations
 
 import functools
@@ -19,6 +19,8 @@ SUITE_NOTES = {
     "hf": "Ours against transformers generate() on the same weights.",
     "sweep": "When does a KV cache pay? Speedup over no cache across prompt lengths, widths and model sizes "
              "(random weights).",
+    "frontier": "Verified accuracy against ms per problem for greedy, beam widths with and without stopping at "
+                "the first verified answer, cascades and best-of-N sampling, per degree pair (Pareto chart).",
 }
 
 

@@ -293,6 +293,55 @@ def _sweep(rows: Sequence[Mapping]) -> go.Figure:
     return fig
 
 
+FAMILY_COLORS = {"greedy": "#555555", "beam": "#3b6fb6", "beam stop": "#2e9e44", "cascade": "#f08c00",
+                 "cascade stop": "#d1453b", "best of": "#8a56c2"}
+MODE_SYMBOLS = {"batched": "circle", "one at a time": "diamond"}
+
+
+def strategy_family(label: str) -> str:
+    """"beam 10 stop" -> "beam stop", "cascade greedy>10>64" -> "cascade", "best of 8 stop" -> "best of"."""
+    if label.startswith("best of"):
+        return "best of"
+    head = label.split()[0]
+    return f"{head} stop" if label.endswith(" stop") and head in ("beam", "cascade") else head
+
+
+def frontier_chart(rows: Sequence[Mapping]) -> go.Figure:
+    """The frontier suite's Pareto chart: verified accuracy against ms per problem (log), one panel per degree
+    pair, colour by strategy family, symbol by mode; the Pareto front of each mode is a dashed line."""
+    from plotly.subplots import make_subplots
+
+    pairs = list(dict.fromkeys(r["pair"] for r in rows))
+    fig = make_subplots(rows=1, cols=len(pairs), subplot_titles=[f"({p.replace('_', ',')})" for p in pairs],
+                        shared_yaxes=True, horizontal_spacing=0.04)
+    shown = set()
+    for col, pair in enumerate(pairs, 1):
+        sel = [r for r in rows if r["pair"] == pair]
+        for mode, symbol in MODE_SYMBOLS.items():
+            front = sorted((r for r in sel if r["mode"] == mode and r.get("pareto")), key=lambda r: r["ms_per_problem"])
+            if front:
+                fig.add_trace(go.Scatter(x=[r["ms_per_problem"] for r in front], y=[r["accuracy"] for r in front],
+                                         mode="lines", line=dict(color="#9aa3ad", dash="dash", width=1),
+                                         hoverinfo="skip", showlegend=False), 1, col)
+            for family, color in FAMILY_COLORS.items():
+                pts = [r for r in sel if r["mode"] == mode and strategy_family(r["strategy"]) == family]
+                if not pts:
+                    continue
+                name = f"{family} · {mode}"
+                fig.add_trace(go.Scatter(
+                    x=[r["ms_per_problem"] for r in pts], y=[r["accuracy"] for r in pts], mode="markers",
+                    name=name, legendgroup=name, showlegend=name not in shown, text=[r["strategy"] for r in pts],
+                    marker=dict(color=color, symbol=symbol, size=10, line=dict(width=1, color="white")),
+                    hovertemplate="%{text}<br>" + mode + "<br>%{y:.1%} verified<br>%{x:.1f} ms per problem"
+                                  "<extra></extra>"), 1, col)
+                shown.add(name)
+        fig.update_xaxes(type="log", title_text="ms per problem (log)", row=1, col=col)
+    fig.update_yaxes(title_text="verified accuracy", tickformat=".0%", row=1, col=1)
+    fig.update_layout(title="Accuracy-latency frontier: verified answers per millisecond (dashed: Pareto front)",
+                      height=420, plot_bgcolor="white", margin=dict(l=60, r=20, t=70, b=50))
+    return fig
+
+
 def bench_figure(result: Mapping) -> go.Figure:
     """The chart for a benchmark result (engine.run_suite): one layout per suite."""
     rows, suite = result.get("rows", []), result.get("suite")
@@ -309,4 +358,6 @@ def bench_figure(result: Mapping) -> go.Figure:
         return _grouped(flat, "mode", "engine", "ms", "Ours vs transformers generate(): ms per problem", "ms")
     if suite == "sweep":
         return _sweep(rows)
+    if suite == "frontier":
+        return frontier_chart(rows)
     return _empty(go.Figure(), f"No chart for suite {suite!r}.")

@@ -19,9 +19,11 @@ SUMMARY_KEYS = {
              "outputs_identical"},
     "hf": {"speedup_vs_hf_greedy", "speedup_vs_hf_beam10", "outputs_identical"},
     "sweep": {"min_speedup_best_cache", "outputs_identical"},
+    "frontier": {"cascade_time_ratio", "cascade_accuracy_gap", "stop_on_verified_speedup",
+                 "stop_on_verified_accuracy_gap", "stop_on_verified_saved_steps", "cascade_time_ratio_one_at_a_time"},
 }
 FLAGS = {"generation": ("outputs_identical",), "beam": ("accuracy_identical", "outputs_identical"),
-         "hf": ("outputs_identical",), "sweep": ("outputs_identical",)}
+         "hf": ("outputs_identical",), "sweep": ("outputs_identical",), "frontier": ()}
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -166,3 +168,38 @@ def test_the_readme_benchmark_tables_come_from_committed_results(capsys):
         paths = [m["path"] for m in BLOCK.finditer(fh.read())]
     assert {f"docs/bench/{s}.json" for s in SUITES} <= set(paths)
     assert report(["--readme", readme, "--check"]) == 0, capsys.readouterr().out
+
+
+def test_frontier_on_the_shipped_model_verifies_and_the_search_rules_hold():
+    """The frontier suite on the trained weights (smoke grid, three (2,2) problems): verification really
+    happens, a cascade never verifies less than its widest stage alone, stopping at the first verified answer
+    never changes accuracy nor takes more steps, and the Pareto flags are consistent."""
+    from engine.checkpoint import DEFAULT_CHECKPOINT
+    result = run_suite("frontier", smoke=True, checkpoint=DEFAULT_CHECKPOINT, out_dir=None)
+    rows = {(r["mode"], r["strategy"]): r for r in result["rows"]}
+    assert result["model"].startswith("checkpoint") and result["settings"]["pairs"] == ["2_2"]
+    assert max(r["accuracy"] for r in result["rows"]) > 0, "the shipped model verifies some (2,2) problems"
+    for mode in ("batched", "one at a time"):
+        assert rows[mode, "cascade greedy>2>4"]["accuracy"] >= rows[mode, "beam 4"]["accuracy"]
+        assert rows[mode, "cascade greedy>2>4"]["accuracy"] >= rows[mode, "greedy"]["accuracy"]
+        for w in (2, 4):
+            plain, stop = rows[mode, f"beam {w}"], rows[mode, f"beam {w} stop"]
+            assert stop["accuracy"] == plain["accuracy"]
+            assert stop["steps_per_problem"] <= plain["steps_per_problem"]
+        front = [r for r in result["rows"] if r["mode"] == mode and r["pareto"]]
+        best = max(r["accuracy"] for r in result["rows"] if r["mode"] == mode)
+        assert front and max(r["accuracy"] for r in front) == best
+    summary = result["summary"]
+    assert summary["stop_on_verified_accuracy_gap"] == {"2_2": 0.0}
+    assert summary["cascade_accuracy_gap"]["2_2"] <= 0
+    assert 0 <= summary["stop_on_verified_saved_steps"]["2_2"] < 1
+
+
+def test_frontier_flags(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["frontier", "--smoke", "--pairs", "2_5"])
+    assert "bad degree pair" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="frontier suite only"):
+        run_suite("beam", smoke=True, pairs=[(2, 2)], out_dir=None)
+    with pytest.raises(ValueError, match="problems"):
+        run_suite("frontier", smoke=True, problems=0, out_dir=None)

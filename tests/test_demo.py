@@ -105,6 +105,8 @@ def test_profile_figures_read_a_summary():
     ("hf", [{"mode": "greedy", "batch": 1, "ours_ms_per_problem": 1.0, "hf_ms_per_problem": 3.0}], 2),
     ("sweep", [{"model": "tiny", "prompt_tokens": L, "width": w, "x_concat+clone": 1.0, "x_static+gather": 2.0}
                for L in (16, 48) for w in (1, 4)], 2),
+    ("frontier", [{"pair": "2_2", "mode": "batched", "strategy": "greedy", "accuracy": 0.5, "ms_per_problem": 1.0,
+                   "pareto": True}], 2),
 ])
 def test_bench_figure_has_a_chart_per_suite(suite, rows, traces_expected):
     fig = figures.bench_figure({"suite": suite, "rows": rows})
@@ -125,6 +127,25 @@ def test_sweep_heatmap_puts_each_speedup_in_its_cell():
     assert second.z[1][2] == pytest.approx(64 * 100 + 32 + 0.1)
     last = fig.data[-1]  # paper, static+shared-prefix
     assert last.z[0][1] == pytest.approx(10000 + 16 * 100 + 8 + 0.2)
+
+
+def test_frontier_chart_puts_each_strategy_at_its_accuracy_and_time():
+    """Guards against a chart that mixes pairs, modes or families: one panel per pair, one trace per
+    (family, mode) holding exactly its rows, and the dashed front through the Pareto rows in time order."""
+    rows = [{"pair": pair, "mode": mode, "strategy": s, "accuracy": acc, "ms_per_problem": ms, "pareto": front}
+            for pair in ("2_2", "3_2") for mode in ("batched", "one at a time")
+            for s, acc, ms, front in (("greedy", 0.7, 2.0, True), ("beam 10", 0.9, 20.0, False),
+                                      ("beam 10 stop", 0.9, 15.0, False), ("cascade greedy>10>64", 0.95, 9.0, True),
+                                      ("best of 8 stop", 0.8, 30.0, False))]
+    fig = figures.bench_figure({"suite": "frontier", "rows": rows})
+    points = [t for t in fig.data if t.mode == "markers"]
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert len(points) == 2 * 2 * 5 and len(lines) == 2 * 2
+    cascade = [t for t in points if t.name == "cascade · batched"]
+    assert len(cascade) == 2 and list(cascade[0].x) == [9.0] and list(cascade[0].y) == [0.95]
+    assert list(lines[0].x) == [2.0, 9.0]
+    assert {t.xaxis for t in points} == {"x", "x2"}
+    assert figures.strategy_family("beam 64 stop") == "beam stop" and figures.strategy_family("best of 8") == "best of"
 
 
 # ---------------------------------------------------------------- formatting and options

@@ -6,30 +6,37 @@ import logging
 import os
 
 from ..device import machine_info
+from .frontier import frontier
 from .suites import beam, generation, hf
 from .sweep import sweep
 from .util import Progress, load_subject
 
 log = logging.getLogger(__name__)
 
-SUITES: tuple[str, ...] = ("generation", "beam", "hf", "sweep")
+SUITES: tuple[str, ...] = ("generation", "beam", "hf", "sweep", "frontier")
 DEFAULT_OUT = os.path.join("profiles", "bench")
 # runs, warmup per suite (full / smoke), and the smoke sizes that keep CI to seconds
 DEFAULTS = {"generation": ((20, 5), (1, 0)), "beam": ((1, 1), (1, 0)), "hf": ((3, 1), (1, 0)),
-            "sweep": ((1, 1), (1, 0))}
+            "sweep": ((1, 1), (1, 0)), "frontier": ((1, 1), (1, 0))}
 SMOKE_PROBLEMS = {"beam": 3, "hf": 4}
 
 
 def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup: int | None = None,
               checkpoint: str | None = None, preset: str | None = None, progress: Progress | None = None,
-              out_dir: str | None = DEFAULT_OUT, device: str | None = None) -> dict:
+              out_dir: str | None = DEFAULT_OUT, device: str | None = None,
+              pairs: list[tuple[int, int]] | None = None, problems: int | None = None) -> dict:
     """Run one suite and return its result (the object the CLI prints as its last line).
 
     smoke: tiny random model, few problems, small grid (seconds). out_dir: where <suite>.json is written;
-    None writes nothing. device: cpu or cuda (default: cuda when present). Raises ValueError for an unknown
+    None writes nothing. device: cpu or cuda (default: cuda when present). pairs, problems: the frontier
+    suite's degree pairs and problems per pair (its defaults when None). Raises ValueError for an unknown
     suite or bad counts."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
+    if name != "frontier" and (pairs or problems is not None):
+        raise ValueError("pairs and problems apply to the frontier suite only")
+    if problems is not None and problems < 1:
+        raise ValueError(f"problems must be >= 1, got {problems}")
     full, small = DEFAULTS[name]
     runs = (small if smoke else full)[0] if runs is None else runs
     warmup = (small if smoke else full)[1] if warmup is None else warmup
@@ -42,6 +49,9 @@ def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup
         result = beam(subject, runs, warmup, n=SMOKE_PROBLEMS["beam"] if smoke else 30, progress=progress)
     elif name == "hf":
         result = hf(subject, runs, warmup, n=SMOKE_PROBLEMS["hf"] if smoke else 12, progress=progress)
+    elif name == "frontier":
+        result = frontier(subject, runs, warmup, smoke=smoke, pairs=pairs, n=problems, progress=progress)
+        result["model"] = subject.label
     else:
         result = sweep(subject, runs, warmup, smoke=smoke, progress=progress)
         result["model"] = "random weights per size (END unreachable)"
