@@ -69,10 +69,11 @@ def parse_configs(rows: list[list]) -> list[Config]:
     return configs
 
 
-def _run(lab: LabConfig, cfg: Config, prompts: list[list[int]]) -> engine.Decoded:
+def _run(lab: LabConfig, cfg: Config, fs: list[engine.Poly], prompts: list[list[int]]) -> engine.Decoded:
     if cfg.hf:
         return engine.hf_decode(hf_model(lab.checkpoint), prompts, cfg.opts)
-    return engine.run_to_completion(engine.decode(lab.model(), prompts, cfg.opts))
+    # the polynomial verifier is the acceptance check (stop_on_verified, cascades)
+    return engine.run_to_completion(engine.decode_polynomials(lab.model(), fs, cfg.opts))
 
 
 def _phases(lab: LabConfig, cfg: Config, fs: list[engine.Poly], result: engine.Decoded, tmp: str | None) -> dict:
@@ -105,10 +106,10 @@ def _measure(lab: LabConfig, cfg: Config, fs: list[engine.Poly], runs: int, tmp:
     """One warm-up, then `runs` timed decodes (the decoder's own device-synchronised total), then phases."""
     model = lab.model()
     prompts = [engine.prompt_ids(f, model.config.prompt_format) for f in fs]
-    _run(lab, cfg, prompts)
+    _run(lab, cfg, fs, prompts)
     times = []
     for _ in range(runs):
-        result = _run(lab, cfg, prompts)
+        result = _run(lab, cfg, fs, prompts)
         times.append(result.total_ms)
     return times, result, _phases(lab, cfg, fs, result, tmp)
 

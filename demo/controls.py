@@ -56,9 +56,14 @@ def _on_preset(preset: str):
     return note, opts.cache, opts.beam_cache, opts.attention
 
 
+CASCADES = (engine.DEFAULT_CASCADE, "greedy > beam 4 > beam 16 > beam 64", "greedy > sample 16 > beam 64")
+
+
 def _on_decoder(decoder: str):
-    beam, sample = decoder == "beam", decoder == "sample"
-    return (gr.update(visible=beam), gr.update(visible=beam), gr.update(visible=beam), gr.update(visible=sample))
+    beam, sample, cascade = decoder == "beam", decoder == "sample", decoder == "cascade"
+    return (gr.update(visible=beam), gr.update(visible=beam or cascade), gr.update(visible=beam or cascade),
+            gr.update(visible=sample or cascade, open=sample), gr.update(visible=beam or sample or cascade),
+            gr.update(visible=cascade))
 
 
 def option_controls(prefix: str, preset: str = "fastest", decoder: str = "beam", width: int = 10) -> OptionControls:
@@ -72,6 +77,11 @@ def option_controls(prefix: str, preset: str = "fastest", decoder: str = "beam",
         c["decoder"] = gr.Radio(list(engine.DECODERS), value=decoder, label="Decoder", elem_id=f"{prefix}-decoder")
         c["width"] = gr.Slider(1, engine.MAX_WIDTH, value=width, step=1, label="Beam width",
                                elem_id=f"{prefix}-width", visible=decoder == "beam")
+        c["cascade"] = gr.Dropdown(list(CASCADES), value=start.cascade, allow_custom_value=True,
+                                   label="Cascade stages", elem_id=f"{prefix}-cascade", visible=decoder == "cascade",
+                                   info="each stage decodes only the problems no earlier stage verified")
+        c["stop_on_verified"] = gr.Checkbox(start.stop_on_verified, label="Stop at the first verified answer",
+                                            elem_id=f"{prefix}-stop", visible=decoder != "greedy")
         c["cache"] = gr.Dropdown(list(engine.CACHES), value=start.cache, label="KV cache", elem_id=f"{prefix}-cache")
         c["beam_cache"] = gr.Dropdown(list(engine.BEAM_CACHES), value=start.beam_cache, label="Beam cache handling",
                                       elem_id=f"{prefix}-beam-cache", visible=decoder == "beam")
@@ -85,9 +95,12 @@ def option_controls(prefix: str, preset: str = "fastest", decoder: str = "beam",
         c["temperature"] = gr.Slider(0.05, 3.0, value=start.temperature, step=0.05, label="Temperature")
         c["top_k"] = gr.Slider(0, len(engine.VOCAB), value=start.top_k, step=1, label="Top-k (0 = off)")
         c["top_p"] = gr.Slider(0.05, 1.0, value=start.top_p, step=0.05, label="Top-p (1 = off)")
+        c["samples"] = gr.Slider(1, engine.MAX_SAMPLES, value=start.samples, step=1,
+                                 label="Samples per problem (best verified of N)", elem_id=f"{prefix}-samples")
         c["seed"] = gr.Number(start.seed, precision=0, label="Seed")
     c["preset"].change(_on_preset, c["preset"], [note, c["cache"], c["beam_cache"], c["attention"]], queue=False,
                        api_visibility="private")
-    c["decoder"].change(_on_decoder, c["decoder"], [c["width"], c["beam_cache"], c["length_penalty"], sampling],
+    c["decoder"].change(_on_decoder, c["decoder"], [c["width"], c["beam_cache"], c["length_penalty"], sampling,
+                                                    c["stop_on_verified"], c["cascade"]],
                         queue=False, api_visibility="private")
     return OptionControls({name: c[name] for name in PANEL}, note)

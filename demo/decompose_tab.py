@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from typing import Iterator
 
 import gradio as gr
@@ -14,7 +15,9 @@ from .formatting import BEAM_HEADERS, LATEX, answers_markdown, ascii_poly, beam_
 from .lab import MODEL_QUEUE, LabConfig, example_problems, user_errors
 
 INTRO = """Type an integer polynomial f(a) (e.g. `4a^4 + 12a^3 + 9a^2 - 1`, `3(a^2+2a)^2 - 5`, or the seed's prefix
-tokens). The model writes an inner Q(a) with f = P(Q(a)); every answer is checked by exact division."""
+tokens). The model writes an inner Q(a) with f = P(Q(a)); every answer is checked by exact division. Since
+answers can be checked, the search can stop at the first verified one, or run as a cascade (greedy first,
+wider beams only when it fails)."""
 
 
 def search_state(steps: tuple[engine.Step, ...], answers: tuple[engine.Answer, ...], prefill_ms: float) -> dict:
@@ -28,8 +31,9 @@ def search_state(steps: tuple[engine.Step, ...], answers: tuple[engine.Answer, .
 
 def result_json(f: engine.Poly, opts: engine.DecodeOptions, answers, steps, total_ms: float) -> dict:
     """The plain result (also what API clients read): f, options, ranked answers, step count."""
-    return {"f": ascii_poly(f), "options": {k: getattr(opts, k) for k in ("decoder", "width", "cache", "beam_cache",
-                                                                         "attention", "max_new")},
+    keys = ("decoder", "width", "samples", "stop_on_verified", "cascade", "cache", "beam_cache", "attention",
+            "max_new")
+    return {"f": ascii_poly(f), "options": {k: getattr(opts, k) for k in keys},
             "answers": [{"q": None if a.q is None else ascii_poly(a.q), "prefix": a.prefix, "verified": a.verified,
                          "p": None if a.outer is None else ascii_poly(a.outer, "Q"), "score": round(a.score, 5),
                          "reason": a.reason} for a in answers],
@@ -52,10 +56,62 @@ def replay(upto: float, state: dict | None):
     return tree_figure(state, k), beam_rows(step), step_status(step, len(state["steps"]))
 
 
+def full_search(opts: engine.DecodeOptions) -> engine.DecodeOptions | None:
+    """What a search that may stop early is compared with: the same beam search or sampling without the stop,
+    or a cascade's widest (last) stage alone. None for a search that never stops early."""
+    if opts.decoder == "cascade":
+        return replace(opts.stages()[-1], stop_on_verified=False)
+    return replace(opts, stop_on_verified=False) if opts.stop_on_verified and opts.decoder != "greedy" else None
+
+
+def stage_label(opts: engine.DecodeOptions) -> str:
+    return {"greedy": "greedy", "beam": f"beam {opts.width}", "sample": f"best of {opts.samples}",
+            "cascade": f"cascade {opts.cascade}"}[opts.decoder]
+
+
+def search_report(opts: engine.DecodeOptions, decoded: engine.Decoded, answers, full: engine.Decoded | None) -> dict:
+    """How the search ended: the stage that answered (cascades), where it stopped and why, and the steps and
+    milliseconds it saved against the full search (measured by running that search too)."""
+    stages = opts.stages()
+    answered = decoded.stage_of[0] if decoded.stage_of else 0
+    mine = [s for s in decoded.steps if s.stage == answered]
+    stop = next(((s.step, why) for s in mine for p, why in s.stops if p == 0), None)
+    report = {"stage": stage_label(stages[answered]), "stages_run": answered + 1,
+              "stopped_at_step": None if stop is None else stop[0], "reason": None if stop is None else stop[1],
+              "steps": len(decoded.steps), "ms": round(decoded.total_ms, 3),
+              "verified": any(a.verified for a in answers)}
+    if opts.decoder == "cascade":
+        report["per_stage"] = [{"stage": stage_label(stages[k]), "steps": sum(s.stage == k for s in decoded.steps),
+                                "ms": round(sum(s.elapsed_ms for s in decoded.steps if s.stage == k), 3)}
+                               for k in range(answered + 1)]
+    if full is not None:
+        report.update(full_search=stage_label(full_search(opts)), full_steps=len(full.steps),
+                      full_ms=round(full.total_ms, 3), saved_steps=len(full.steps) - len(decoded.steps),
+                      saved_ms=round(full.total_ms - decoded.total_ms, 3))
+    return report
+
+
+def report_markdown(report: dict) -> str:
+    """The search report as one paragraph for the status line."""
+    parts = []
+    if "per_stage" in report:
+        chain = " → ".join(f"{s['stage']} ({s['steps']} steps, {s['ms']:.1f} ms)" for s in report["per_stage"])
+        parts.append(f"Cascade: {chain}; answered by **{report['stage']}**.")
+    if report["reason"] == "verified":
+        parts.append(f"**Stopped at step {report['stopped_at_step']}: a verified answer was accepted.**")
+    if "full_steps" in report:
+        parts.append(f"The full search ({report['full_search']}) took {report['full_steps']} steps and "
+                     f"{report['full_ms']:.1f} ms: saved **{report['saved_steps']} steps and "
+                     f"{report['saved_ms']:.1f} ms**.")
+    return " ".join(parts)
+
+
 def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
     """Stream one search: the live beams at every step, then answers, tree, latency and the result JSON.
 
     `panel` holds the options panel's values by name (controls.PANEL; missing ones keep the preset's).
+    A search that may stop early (stop at the first verified answer, a cascade) is then compared with the
+    full search, run after it on the same input.
     Yields tuples for (warning, status, live, answers, classical, tree, replay, latency, result, state)."""
     skip = gr.skip()
     with user_errors("Decompose"):
@@ -65,7 +121,8 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
         warning = engine.out_of_domain(f)
         warning_md = f"⚠ **Outside the training distribution:** {warning}" if warning else ""
         classical = "**Classical decomposition (sympy), for reference:**\n\n" + engine.describe_decomposition(f)
-        gen = engine.decode(model, [engine.prompt_ids(f, model.config.prompt_format)], opts)
+        gen = engine.decode_polynomials(model, [f], opts)
+        stages = opts.stages()
         steps: list[engine.Step] = []
         yield (warning_md, "Starting…", [], "Searching…", classical, figures.beam_tree(()),
                gr.update(value=0, interactive=False), figures.step_latency(()), None, None)
@@ -76,16 +133,23 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
                 decoded: engine.Decoded = stop.value
                 break
             steps.append(step)
-            yield (skip, step_status(step, opts.max_new), beam_rows(step), skip, skip, skip, skip, skip, skip, skip)
+            where = f"{stage_label(stages[step.stage])}: " if opts.decoder == "cascade" else ""
+            yield (skip, where + step_status(step, opts.max_new), beam_rows(step), skip, skip, skip, skip, skip,
+                   skip, skip)
         answers = engine.rank_answers(f, decoded.hypotheses[0])
-        state = search_state(tuple(steps), answers, decoded.prefill_ms)
-        last = len(steps) - 1
+        reference = full_search(opts)
+        full = None if reference is None else engine.run_to_completion(engine.decode_polynomials(model, [f], reference))
+        report = search_report(opts, decoded, answers, full)
+        # the tree and the replay show the stage that answered (the whole search for other decoders)
+        shown = tuple(s for s in steps if s.stage == (decoded.stage_of[0] if decoded.stage_of else 0))
+        state = search_state(shown, answers, decoded.prefill_ms)
+        last = len(shown) - 1
         status = (f"Done: f = `{ascii_poly(f)}` in {len(steps)} steps, {decoded.total_ms:.1f} ms "
-                  f"(prefill {decoded.prefill_ms:.1f} ms), {options_summary(opts)}.")
-        yield (skip, status, beam_rows(steps[-1]) if steps else [], answers_markdown(f, answers), skip,
+                  f"(prefill {decoded.prefill_ms:.1f} ms), {options_summary(opts)}. " + report_markdown(report))
+        yield (skip, status.strip(), beam_rows(shown[-1]) if shown else [], answers_markdown(f, answers), skip,
                tree_figure(state), gr.update(minimum=0, maximum=max(last, 1), value=max(last, 0), interactive=True),
                figures.step_latency(steps, decoded.prefill_ms),
-               result_json(f, opts, answers, steps, decoded.total_ms), state)
+               {**result_json(f, opts, answers, steps, decoded.total_ms), "search": report}, state)
 
 
 def build(lab: LabConfig | None = None) -> gr.Blocks:

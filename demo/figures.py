@@ -10,7 +10,7 @@ import engine
 from .formatting import answer_ids, q_so_far
 
 COLORS = {"live": "#3b6fb6", "pruned": "#c9ced6", "verified": "#2e9e44", "failed": "#d1453b",
-          "finished": "#8a56c2", "best": "#f08c00", "root": "#555555"}
+          "finished": "#8a56c2", "best": "#f08c00", "root": "#555555", "accepted": "#0b7a2a"}
 PHASE_COLORS = {"prefill": "#3b6fb6", "decode_step": "#6fa8dc", "cache_clone": "#d1453b", "cache_reorder": "#f08c00",
                 "beam_select": "#8a56c2", "verify": "#2e9e44", "other": "#b0b4ba"}
 Node = tuple[int, int]  # (step index, beam index in that step)
@@ -71,6 +71,8 @@ def _best_path(children, steps, best: tuple[int, ...] | None) -> set[Node]:
 
 
 def _node_kind(beam: engine.Beam, kept: bool, verified: set, failed: set) -> str:
+    if beam.accepted:
+        return "accepted"
     if beam.finished:
         ids = answer_ids(beam.ids)
         return "verified" if ids in verified else "failed" if ids in failed else "finished"
@@ -109,15 +111,34 @@ def _add_nodes(fig: go.Figure, steps, children, y, kept, path, ok: set, bad: set
     fig.add_trace(go.Scatter(x=[-1], y=[y[ROOT]], mode="markers+text", text=["⁇"], name="prompt",
                              marker=dict(size=20, color=COLORS["root"]), textfont=dict(color="white"),
                              hovertext=["end of the prompt f ⁇"], hoverinfo="text"))
-    for kind in ("live", "pruned", "finished", "verified", "failed"):
+    symbols = {"verified": "square", "failed": "square", "accepted": "star"}
+    for kind in ("live", "pruned", "finished", "verified", "failed", "accepted"):
         if kind not in groups:
             continue
         xs, ys, labels, hovers, outline = groups[kind]
         fig.add_trace(go.Scatter(
             x=xs, y=ys, mode="markers+text", text=labels, name=kind, hovertext=hovers, hoverinfo="text",
             opacity=0.4 if kind == "pruned" else 1.0, textfont=dict(color="white", size=10),
-            marker=dict(size=18, color=COLORS[kind], symbol="square" if kind in ("verified", "failed") else "circle",
+            marker=dict(size=24 if kind == "accepted" else 18, color=COLORS[kind], symbol=symbols.get(kind, "circle"),
                         line=dict(width=outline, color=COLORS["best"]))))
+
+
+def stop_step(steps: Sequence[engine.Step], problem: int = 0) -> int | None:
+    """The index of the step at which the problem stopped because an answer was accepted, or None."""
+    for k, s in enumerate(steps):
+        if (problem, "verified") in s.stops:
+            return k
+    return None
+
+
+def _mark_stop(fig: go.Figure, steps, upto: int, problem: int) -> None:
+    """A dashed line at the step where the search stopped on a verified answer, labelled."""
+    k = stop_step(steps, problem)
+    if k is None or k > upto:
+        return
+    fig.add_vline(x=k, line=dict(color=COLORS["accepted"], dash="dash", width=2))
+    fig.add_annotation(x=k, y=1.0, yref="paper", yanchor="bottom", showarrow=False, name="stop",
+                       text=f"stopped at step {k}: verified answer", font=dict(color=COLORS["accepted"]))
 
 
 def beam_tree(steps: Sequence[engine.Step], upto: int | None = None, best: Sequence[int] | None = None,
@@ -136,6 +157,7 @@ def beam_tree(steps: Sequence[engine.Step], upto: int | None = None, best: Seque
     path = _best_path(children, steps, tuple(best) if best is not None else None)
     _add_edges(fig, children, y, kept, path)
     _add_nodes(fig, steps, children, y, kept, path, {tuple(v) for v in verified}, {tuple(v) for v in failed})
+    _mark_stop(fig, steps, upto, problem)
     leaves = sum(1 for kids in children.values() if not kids)
     fig.update_layout(title=f"Beam tree, steps 0–{upto}", height=min(900, max(320, 24 * leaves + 120)),
                       margin=dict(l=20, r=20, t=50, b=40), plot_bgcolor="white",

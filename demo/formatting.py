@@ -81,7 +81,11 @@ def options_summary(opts: engine.DecodeOptions) -> str:
     if opts.decoder == "beam":
         head = f"beam {opts.width}, {opts.beam_cache}"
     elif opts.decoder == "sample":
-        head = f"sample T={opts.temperature:g}"
+        head = f"sample T={opts.temperature:g}" + (f", best of {opts.samples}" if opts.samples > 1 else "")
+    elif opts.decoder == "cascade":
+        head = f"cascade {opts.cascade}"
     else:
         head = "greedy"
+    if opts.stop_on_verified and opts.decoder != "greedy":
+        head += ", stop at the first verified"
     return f"{head}, cache {opts.cache}, {opts.attention}"

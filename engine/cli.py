@@ -14,8 +14,8 @@ from .checkpoint import DEFAULT_CHECKPOINT
 from .decoding import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, options
 from .device import pick_device, set_threads
 
-OPTION_FLAGS = ("decoder", "width", "cache", "beam_cache", "attention", "max_new", "length_penalty",
-                "temperature", "top_k", "top_p", "seed")
+OPTION_FLAGS = ("decoder", "width", "samples", "stop_on_verified", "cascade", "cache", "beam_cache", "attention",
+                "max_new", "length_penalty", "temperature", "top_k", "top_p", "seed")
 
 
 def add_runtime_args(ap: argparse.ArgumentParser, *, checkpoint: bool = True, random_weights: str | None = None,
@@ -47,6 +47,10 @@ def add_decode_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--preset", default="fastest", choices=sorted(DECODE_PRESETS), help="starting options")
     ap.add_argument("--decoder", choices=DECODERS)
     ap.add_argument("--width", type=int, help="beams (beam search only)")
+    ap.add_argument("--samples", type=int, help="samples per problem, best verified wins (sample only)")
+    ap.add_argument("--stop-on-verified", action="store_true", default=None,
+                    help="beam, sample: stop a problem at its first verified answer")
+    ap.add_argument("--cascade", help="stages of the cascade decoder, e.g. 'greedy > beam 10 > beam 64'")
     ap.add_argument("--cache", choices=CACHES)
     ap.add_argument("--beam-cache", choices=BEAM_CACHES)
     ap.add_argument("--attention", choices=ATTENTIONS)

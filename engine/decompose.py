@@ -2,6 +2,7 @@
 
     python -m engine.decompose "3(a^2+2a)^2 - 5(a^2+2a) + 7" --decoder beam --width 10
     python -m engine.decompose "a^4 + 4a^3 + 2a^2 - 4a + 1" --preset V1 --json
+    python -m engine.decompose "4a^4 + 12a^3 + 9a^2 - 1" --decoder cascade --cascade "greedy > beam 10 > beam 64"
 
 Options start from --preset (default: fastest) and any flag given overrides it. Errors in the input
 are one line on stderr and exit code 2.
@@ -16,9 +17,8 @@ from dataclasses import asdict
 from .checkpoint import CheckpointError, load_weights
 from .cli import add_decode_args, add_runtime_args, apply_runtime_args, options_from_args
 from .data import out_of_domain
-from .decoding import Answer, DecodeOptions, decode, rank_answers, run_to_completion
+from .decoding import Answer, DecodeOptions, decode_polynomials, rank_answers, run_to_completion
 from .poly import Poly, PolynomialError, parse_polynomial, to_prefix, to_unicode
-from .prompt import prompt_ids
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -39,8 +39,12 @@ def render(f: Poly, source: str, trained: bool, opts: DecodeOptions, answers, re
     lines = [f"f = {to_unicode(f)}", f"model: {source}" + ("" if trained else "  (UNTRAINED weights: answers are noise)")]
     if note:
         lines.append(f"note: {note}")
-    lines.append(f"decoder {opts.decoder}, width {opts.width}, cache {opts.cache}, beam cache {opts.beam_cache}, "
-                 f"attention {opts.attention}")
+    search = f"cascade {opts.cascade}" if opts.decoder == "cascade" else f"decoder {opts.decoder}, width {opts.width}"
+    if opts.decoder == "sample":
+        search += f", samples {opts.samples}"
+    if opts.stop_on_verified:
+        search += ", stop at the first verified answer"
+    lines.append(f"{search}, cache {opts.cache}, beam cache {opts.beam_cache}, attention {opts.attention}")
     lines.append(f"{'#':>3}  {'score':>9}  {'verified':<8}  {'Q':<28}  P")
     for n, a in enumerate(answers, 1):
         q = to_unicode(a.q) if a.q is not None else f"({a.prefix or 'nothing'})"
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         opts = options_from_args(args)
         weights = load_weights(args.checkpoint, device=device)  # random weights, said clearly, when none is found
         source, trained, model = weights.source, weights.trained, weights.model
-        result = run_to_completion(decode(model, [prompt_ids(f, model.config.prompt_format)], opts))
+        result = run_to_completion(decode_polynomials(model, [f], opts))
     except (PolynomialError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

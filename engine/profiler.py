@@ -26,7 +26,7 @@ from typing import Iterator
 import torch
 from torch.profiler import ProfilerActivity, record_function, tensorboard_trace_handler
 
-from .decoding import DecodeOptions, Step, best_answer, decode, rank_answers
+from .decoding import DecodeOptions, Step, best_answer, decode_polynomials, rank_answers
 from .device import machine_info
 from .poly import Poly, to_unicode
 from .prompt import prompt_ids
@@ -185,8 +185,8 @@ def profiled_steps(events: list[dict]) -> list[float]:
     return [round(e["dur"] / 1e3, 3) for e in spans]
 
 
-def _run_decode(model, ids: list[int], opts: DecodeOptions):
-    gen = decode(model, [ids], opts)
+def _run_decode(model, f: Poly, opts: DecodeOptions):
+    gen = decode_polynomials(model, [f], opts)  # the verifier is the acceptance check (stop, cascades)
     steps = []
     while True:
         try:
@@ -204,10 +204,10 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
     ids = prompt_ids(f, model.config.prompt_format)
     name = name or f"{opts.decoder}{opts.width if opts.decoder == 'beam' else ''}_{opts.cache}_{opts.attention}"
     if warmup:
-        _run_decode(model, ids, opts)
+        _run_decode(model, f, opts)
     t0 = time.perf_counter()
     with profile(name, out_dir) as rec:
-        steps, result = _run_decode(model, ids, opts)
+        steps, result = _run_decode(model, f, opts)
         with record_function("verify"):
             answers = rank_answers(f, result.hypotheses[0])
     wall_ms = (time.perf_counter() - t0) * 1e3

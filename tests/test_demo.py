@@ -67,6 +67,56 @@ def test_beam_tree_replay_cuts_at_a_step():
     assert list(t["finished"].x) == [1]
 
 
+def test_beam_tree_marks_where_a_verified_answer_stopped_the_search():
+    """The accepted beam is drawn as its own kind (a star) and a dashed line with a label marks its step;
+    replaying to an earlier step shows no mark yet."""
+    steps = list(scripted_steps())
+    stopped = engine.Step(2, (B(0, (16, 22, 9), -0.3, 0, True, True), B(0, (16, 23, 24), -2.0, 2, False)), 1.5, 192,
+                          stops=((0, "verified"),))
+    fig = figures.beam_tree(steps[:2] + [stopped], best=(16, 22), verified=[(16, 22)])
+    t = traces(fig)
+    assert list(t["accepted"].x) == [2] and t["accepted"].marker.symbol == "star"
+    assert [a.text for a in fig.layout.annotations] == ["stopped at step 2: verified answer"]
+    assert [s.x0 for s in fig.layout.shapes] == [2]
+    assert figures.stop_step(steps[:2] + [stopped]) == 2 and figures.stop_step(steps) is None
+    early = figures.beam_tree(steps[:2] + [stopped], upto=1)
+    assert not early.layout.annotations and not early.layout.shapes
+
+
+def test_search_report_counts_the_savings_against_the_full_search():
+    opts = engine.options(decoder="beam", width=2, stop_on_verified=True)
+    stopped = engine.Step(1, scripted_steps()[1].beams, 1.0, 128, stops=((0, "verified"),))
+    decoded = engine.Decoded(((),), (scripted_steps()[0], stopped), 2.0, 3.0)
+    full = engine.Decoded(((),), scripted_steps(), 2.0, 4.5)
+    assert decompose_tab.full_search(opts) == engine.options(decoder="beam", width=2)
+    report = decompose_tab.search_report(opts, decoded, (), full)
+    assert (report["stopped_at_step"], report["reason"], report["saved_steps"], report["saved_ms"]) == (1, "verified",
+                                                                                                    1, 1.5)
+    text = decompose_tab.report_markdown(report)
+    assert "Stopped at step 1" in text and "saved **1 steps and 1.5 ms**" in text
+    assert decompose_tab.full_search(engine.options(decoder="beam")) is None
+    cascade = engine.options(decoder="cascade", cascade="greedy > beam 4 > beam 16", stop_on_verified=True)
+    widest = decompose_tab.full_search(cascade)
+    assert (widest.decoder, widest.width, widest.stop_on_verified) == ("beam", 16, False)
+
+
+def test_decompose_runs_a_cascade_and_compares_it_with_its_widest_stage(lab):
+    """The tiny random model verifies nothing, so every stage runs; the report lists them and the full search
+    is the last stage alone."""
+    outs = list(decompose_tab.decompose(lab, "a^4 + 2a^2 + 7", **panel(decoder="cascade", cascade="greedy > beam 2 > "
+                                                                                          "beam 3", max_new=4.0)))
+    *_, result, state = outs[-1]
+    streamed = [o[1] for o in outs[1:-1]]
+    assert streamed[0].startswith("greedy: Step") and streamed[-1].startswith("beam 3: Step")
+    search = result["search"]
+    assert [s["stage"] for s in search["per_stage"]] == ["greedy", "beam 2", "beam 3"]
+    assert search["stage"] == "beam 3" and search["full_search"] == "beam 3" and search["full_steps"] == 4
+    assert all(len(step.beams) <= 3 for step in state["steps"])  # the tree shows the stage that answered
+    assert "Cascade: greedy (4 steps" in outs[-1][1]
+    with pytest.raises(gr.Error, match="cascade stage"):
+        list(decompose_tab.decompose(lab, "a^4 + 1", **panel(decoder="cascade", cascade="greedy > wide")))
+
+
 def test_beam_tree_of_nothing_is_a_placeholder():
     fig = figures.beam_tree(())
     assert not fig.data and fig.layout.annotations

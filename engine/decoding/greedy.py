@@ -35,13 +35,14 @@ def greedy_or_sample(model, prompts, opts: DecodeOptions,
     """Greedy or sampling. Each problem is prefilled once and gets opts.samples rows (1 for greedy); a row
     leaves the batch when it emits END. A problem's hypotheses are its rows' answers, best score first.
 
-    With opts.stop_on_verified (sampling) and `accept`, a problem stops when one of its samples ends with an
-    accepted answer: its other rows leave the batch at once. Rows leaving change the shape of later random
+    With opts.stop_on_verified and `accept`, a problem stops when one of its samples ends with an accepted
+    answer: its other rows leave the batch at once (greedy's one row ends there anyway; the stop is only
+    marked: Beam.accepted, reason "verified"). Rows leaving change the shape of later random
     draws, so the samples of the other problems in the batch may differ from a run without stops.
     Scores are the model's own log-probs of the chosen tokens (before temperature, top-k, top-p).
     """
     N = opts.beams
-    accept = accept if opts.stop_on_verified and opts.decoder == "sample" else None
+    accept = accept if opts.stop_on_verified else None
     sess = open_session(model, prompts, opts)
     gen = None
     if opts.decoder == "sample":

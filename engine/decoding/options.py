@@ -30,7 +30,7 @@ class DecodeOptions:
     decoder: str = "beam"          # greedy | sample | beam | cascade
     width: int = 10                # beams per problem (beam only; greedy/sample use 1)
     samples: int = 1               # sample only: rows per problem in one batch (best of N)
-    stop_on_verified: bool = False  # beam, sample: a problem stops at its first accepted finished answer
+    stop_on_verified: bool = False  # a problem stops at its first accepted finished answer (greedy: only marked)
     cascade: str = DEFAULT_CASCADE  # cascade only: stages run in turn, each on the problems not yet accepted
     cache: str = "static"          # none | concat | static
     beam_cache: str = "gather"     # clone | gather | shared-prefix
@@ -75,7 +75,7 @@ class DecodeOptions:
     @property
     def needs_accept(self) -> bool:
         """True when decoding consults the acceptance check: stop_on_verified or a cascade."""
-        return self.decoder == "cascade" or (self.stop_on_verified and self.decoder in ("beam", "sample"))
+        return self.decoder == "cascade" or self.stop_on_verified
 
     def stages(self) -> tuple["DecodeOptions", ...]:
         """A cascade's stages as options (every other field as here); any other decoder is its own one stage."""
