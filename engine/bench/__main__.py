@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     ap.add_argument("--pairs", type=parse_pairs, default=None,
                     help="frontier: degree pairs, e.g. 2_2,3_2 (default 2_2,3_2,4_2; smoke 2_2)")
-    ap.add_argument("--problems", type=int, default=None, help="frontier: problems per pair (default 60; smoke 3)")
+    ap.add_argument("--problems", type=int, default=None, help="frontier: problems per pair (default 30; smoke 3)")
     args = ap.parse_args(argv)
     device = apply_runtime_args(ap, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -14,8 +14,8 @@ from dataclasses import replace
 from ..decoding import DEFAULT_CASCADE, decode_polynomials, preset, run_to_completion, verifier
 from .util import Progress, Subject, answer_rule, max_new_for, problems, report, timed
 
-FULL = {"pairs": ((2, 2), (3, 2), (4, 2)), "problems": 60, "batch": 20, "widths": (2, 4, 10, 16, 32, 64),
-        "samples": (8, 32), "cascade": DEFAULT_CASCADE, "plain_beam": 10, "wide_beam": 64}
+FULL = {"pairs": ((2, 2), (3, 2), (4, 2)), "problems": 30, "batch": 15, "widths": (2, 4, 10, 32, 64),
+        "samples": (8, 16), "cascade": DEFAULT_CASCADE, "plain_beam": 10, "wide_beam": 64}
 SMOKE = {"pairs": ((2, 2),), "problems": 3, "batch": 3, "widths": (2, 4), "samples": (4,),
          "cascade": "greedy > beam 2 > beam 4", "plain_beam": 2, "wide_beam": 4}
 MODES = ("batched", "one at a time")
