@@ -5,8 +5,10 @@
                                             # and the benchmark tables from docs/bench/*.json
 
 `curves` copies a training run's validation log (RUN_DIR/val.csv, written by engine.train) into JSON.
-`readme` renders docs/model/prompt_ab.json as a table and an SVG chart, and the evaluation JSON lines
-(docs/model/eval_<set>_<decoder>.json, written by `python -m engine.evaluate ... --json`) as the accuracy table.
+`readme` renders docs/model/prompt_ab.json as a table and an SVG chart, the evaluation JSON lines
+(docs/model/eval_<set>_<decoder>.json, written by `python -m engine.evaluate ... --json`) as the accuracy table,
+and the frontier results (docs/bench/frontier_<pair>/frontier.json, written by `python -m engine.bench frontier
+--pairs <pair> --out docs/bench/frontier_<pair>`) as Pareto charts (SVG) and a table.
 """
 from __future__ import annotations
 
@@ -155,6 +157,109 @@ def checkpoints_of(prefix: str) -> list[dict]:
     return out
 
 
+FRONTIER_GLOB = os.path.join(ROOT, "docs", "bench", "frontier_*", "frontier.json")
+FAMILY_COLORS = {"greedy": "#555555", "beam": "#3b6fb6", "beam stop": "#2e9e44", "cascade": "#f08c00",
+                 "cascade stop": "#d1453b", "best of": "#8a56c2"}
+
+
+def family(label: str) -> str:
+    """The strategy family (as demo/figures.py colours it): "beam 10 stop" -> "beam stop"."""
+    if label.startswith("best of"):
+        return "best of"
+    head = label.split()[0]
+    return f"{head} stop" if label.endswith(" stop") and head in ("beam", "cascade") else head
+
+
+def frontier_svg(rows: list[dict], pair: str) -> str:
+    """Verified accuracy against ms per problem (log x) for one pair: circles batched, diamonds one at a time,
+    the Pareto front of each mode dashed, the front's points labelled."""
+    import math
+    W, H, L, B, T = 520, 330, 52, 40, 28
+    xs = [r["ms_per_problem"] for r in rows]
+    lo, hi = math.log10(min(xs)) - 0.05, math.log10(max(xs)) + 0.05
+    accs = [r["accuracy"] for r in rows]
+    y0, y1 = max(0.0, math.floor(min(accs) * 10) / 10), 1.0
+    sx = lambda x: L + (W - L - 130) * (math.log10(x) - lo) / (hi - lo)
+    sy = lambda y: H - B - (H - B - T) * (y - y0) / ((y1 - y0) or 1)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{(W - 130 + L) / 2}" y="16" text-anchor="middle">({pair.replace("_", ",")}): verified accuracy '
+           f'vs ms per problem</text>',
+           f'<line x1="{L}" y1="{H - B}" x2="{W - 130}" y2="{H - B}" stroke="#444"/>',
+           f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="#444"/>',
+           f'<text x="{(W - 130 + L) / 2}" y="{H - 8}" text-anchor="middle">ms per problem (log scale)</text>']
+    for e in range(math.floor(lo), math.ceil(hi) + 1):
+        for m in (1, 2, 5):
+            v = m * 10 ** e
+            if lo <= math.log10(v) <= hi:
+                out.append(f'<line x1="{sx(v):.1f}" y1="{H - B}" x2="{sx(v):.1f}" y2="{H - B + 4}" stroke="#444"/>'
+                           f'<text x="{sx(v):.1f}" y="{H - B + 15}" text-anchor="middle">{v:g}</text>')
+    for k in range(5):
+        y = y0 + (y1 - y0) * k / 4
+        out.append(f'<line x1="{L}" y1="{sy(y):.1f}" x2="{W - 130}" y2="{sy(y):.1f}" stroke="#eef0f3"/>'
+                   f'<text x="{L - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.0%}</text>')
+    for mode in ("batched", "one at a time"):
+        front = sorted((r for r in rows if r["mode"] == mode and r["pareto"]), key=lambda r: r["ms_per_problem"])
+        pts = " ".join(f"{sx(r['ms_per_problem']):.1f},{sy(r['accuracy']):.1f}" for r in front)
+        out.append(f'<polyline fill="none" stroke="#9aa3ad" stroke-dasharray="4,3" points="{pts}"/>')
+    for r in rows:
+        x, y, c = sx(r["ms_per_problem"]), sy(r["accuracy"]), FAMILY_COLORS[family(r["strategy"])]
+        if r["mode"] == "batched":
+            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}" stroke="white"/>')
+        else:
+            out.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{c}" stroke="white" '
+                       f'transform="rotate(45 {x:.1f} {y:.1f})"/>')
+        if r["pareto"]:
+            out.append(f'<text x="{x + 6:.1f}" y="{y - 6:.1f}" fill="{c}" font-size="9">{r["strategy"]}</text>')
+    legend = list(FAMILY_COLORS.items()) + [("● batched", "#444"), ("◆ one at a time", "#444")]
+    for k, (name, c) in enumerate(legend):
+        out.append(f'<text x="{W - 120}" y="{T + 14 * k + 10}" fill="{c}">{name}</text>')
+    return "\n".join(out + ["</svg>"]) + "\n"
+
+
+def frontier_block(paths: list[str]) -> str:
+    """Charts (one SVG per pair, written beside the JSON) and one table: per strategy and pair, verified
+    accuracy and ms per problem batched / one at a time; then each run's summary."""
+    results = []
+    for path in paths:
+        with open(path) as fh:
+            results.append(json.load(fh))
+    charts, pairs, cells, strategies = [], [], {}, []
+    for res in results:
+        for pair in res["settings"]["pairs"]:
+            rows = [r for r in res["rows"] if r["pair"] == pair]
+            svg = os.path.join(ROOT, "docs", "bench", f"frontier_{pair}", f"frontier_{pair}.svg")
+            with open(svg, "w") as fh:
+                fh.write(frontier_svg(rows, pair))
+            charts.append(f"![frontier {pair}]({os.path.relpath(svg, ROOT)})")
+            pairs.append(pair)
+            for r in rows:
+                cells[pair, r["strategy"], r["mode"]] = r
+                if r["strategy"] not in strategies:
+                    strategies.append(r["strategy"])
+    head = "| strategy | " + " | ".join(f"({p.replace('_', ',')}) verified | ms batched | ms one" for p in pairs) + " |"
+    lines = [" ".join(charts), "", head, "|---|" + "---|---|---|" * len(pairs)]
+    for s in strategies:
+        row = []
+        for p in pairs:
+            b, o = cells.get((p, s, "batched")), cells.get((p, s, "one at a time"))
+            row += [f"{b['accuracy']:.1%}" if b else "", f"{b['ms_per_problem']:.1f}" if b else "",
+                    f"{o['ms_per_problem']:.1f}" if o else ""]
+        lines.append(f"| {s} | " + " | ".join(row) + " |")
+    lines.append("")
+    for res in results:
+        m, st = res["machine"], res["settings"]
+        lines.append(f"Run {', '.join(st['pairs'])}: {st['problems_per_pair']} problems, calls of {st['batch']}, "
+                     f"{m.get('cpu', '?')}, {m.get('threads', '?')} threads, torch {m.get('torch', '?')}, "
+                     f"{res['model']}.")
+        for k, v in res["summary"].items():
+            v = ", ".join(f"{a} {b}" for a, b in v.items()) if isinstance(v, dict) else ("yes" if v is True else
+                                                                                       "NO" if v is False else v)
+            lines.append(f"- {k}: {v}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text:
@@ -177,6 +282,9 @@ def readme(args) -> None:
     for prefix in ("standard", "small"):
         if glob.glob(os.path.join(MODEL_DIR, f"eval_{prefix}_*.json")):
             text = replace_block(text, f"eval-{prefix}", eval_block(prefix))
+    frontier = sorted(glob.glob(FRONTIER_GLOB))
+    if frontier:
+        text = replace_block(text, "frontier", frontier_block(frontier))
     sys.path.insert(0, ROOT)  # run as a script from anywhere: the engine package lives at the root
     from engine.bench.report import render as render_bench
 

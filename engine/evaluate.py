@@ -1,13 +1,14 @@
 """Verified accuracy on seed-format problem files.
 
-    python -m engine.evaluate --data test_dataset_2_2.txt [--data ...] [--decoder greedy|beam|sample] [--width W]
-                              [--samples N] [--limit N] [--checkpoint PATH] [--predictions OUT] [--json]
+    python -m engine.evaluate --data test_dataset_2_2.txt [--data ...] [--decoder greedy|beam|sample|cascade]
+                              [--width W] [--samples N] [--cascade STAGES] [--stop-on-verified] [--limit N] [--checkpoint PATH] [--predictions OUT] [--json]
 
 An answer counts when it verifies (DESIGN.md: f is an integer polynomial in Q and 2 <= deg Q < deg f); the
 reference answer in the file is never compared as a string. For beam search the reported answer is the
 highest-scoring beam that verifies (verification is cheap and exact), else the highest-scoring beam. With
 `--decoder sample --samples N` each problem gets N samples (one batch) and the answer is the best-scoring
-sample that verifies: search with verification, to set against beam search.
+sample that verifies: search with verification, to set against beam search. `--decoder cascade` runs its
+stages (default greedy > beam 10 > beam 64) each on the problems the earlier ones did not verify.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from .cli import add_runtime_args, apply_runtime_args
 from .data import read_dataset
-from .decoding import DecodeOptions, best_answer, options, solve
+from .decoding import DECODERS, DecodeOptions, best_answer, options, solve
 
 
 def evaluate_file(model, path: str, opts: DecodeOptions, limit: int | None, batch_size: int,
@@ -65,7 +66,9 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Verified accuracy of the model on seed-format files.")
     ap.add_argument("--data", action="append", required=True, help="a seed-format file (repeatable)")
-    ap.add_argument("--decoder", default="greedy", choices=("greedy", "beam", "sample"))
+    ap.add_argument("--decoder", default="greedy", choices=DECODERS)
+    ap.add_argument("--cascade", default=None, help="cascade stages, e.g. 'greedy > beam 10 > beam 64' (cascade only)")
+    ap.add_argument("--stop-on-verified", action="store_true", help="stop a problem at its first verified answer")
     ap.add_argument("--width", type=int, default=10, help="beam width (beam only)")
     ap.add_argument("--samples", type=int, default=8, help="samples per problem (sample only)")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (sample only)")
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, meta = load_checkpoint(checkpoint, device)
         opts = options("fastest", decoder=args.decoder, width=args.width, max_new=args.max_new,
-                       temperature=args.temperature, seed=args.seed, samples=args.samples)
+                       temperature=args.temperature, seed=args.seed, samples=args.samples, cascade=args.cascade,
+                       stop_on_verified=args.stop_on_verified)
         rows = []
         out = open(args.predictions, "w", encoding="utf-8") if args.predictions else None
         try:

@@ -77,6 +77,22 @@ def test_garbage_shows_an_error_and_the_page_keeps_working(page, server):
     assert "✓" in wait_text(page, "#decompose-answers", "Verified")
 
 
+def test_cascade_search_marks_where_it_stopped(page, server):
+    """The cascade decoder with "stop at the first verified answer": the status names the stage that answered
+    and the savings against the widest stage alone, and the beam tree marks the stop."""
+    page.locator("#decompose-decoder label", has_text="cascade").click()
+    page.locator("#decompose-cascade").wait_for(state="visible")
+    page.locator("#decompose-stop input[type=checkbox]").check()
+    f, _ = server.problems[0]
+    decompose(page, ascii_poly(f))
+    status = wait_text(page, "#decompose-status", "Stopped at step")
+    assert "a verified answer was accepted" in status and "The full search (beam 64)" in status
+    assert "answered by" in status
+    assert "stopped at step" in wait_text(page, "#beam-tree", "verified answer")
+    assert "✓" in wait_text(page, "#decompose-answers", "Verified")
+    screenshot(page, "cascade")
+
+
 def test_compare_shows_a_verdict(page):
     open_tab(page, "Compare")
     runs = page.locator("#compare-runs input[type=number]")

@@ -82,3 +82,21 @@ def test_best_of_n_samples_counts_a_problem_when_any_sample_verifies(tmp_path, c
     assert row["verified"] == sum(any(a.verified for a in r) for r in ranked)
     with pytest.raises(SystemExit):
         main(["--data", str(data), "--checkpoint", ck, "--decoder", "sample", "--samples", "0"])
+
+
+def test_cascade_decoder_counts_what_any_stage_verified(tmp_path, capsys):
+    """--decoder cascade: each stage decodes the problems the earlier ones did not verify; the count is the
+    number of problems some stage verified, which is never below the first stage's."""
+    from engine.data import Problem
+    torch.manual_seed(0)
+    model = GPT(PRESETS["tiny"])
+    fs = [p.f for p in generate(2, 2, 3, seed=9)]
+    ck = save_checkpoint(model, str(tmp_path / "m"))
+    data = tmp_path / "d.txt"
+    write_dataset(str(data), [Problem(f, ()) for f in fs])
+    assert main(["--data", str(data), "--checkpoint", ck, "--decoder", "cascade", "--cascade", "greedy > beam 2",
+                 "--stop-on-verified", "--max-new", "5", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"]
+    assert (row["decoder"], row["problems"]) == ("cascade", 3)
+    assert main(["--data", str(data), "--checkpoint", ck, "--decoder", "cascade", "--cascade", "beam two"]) == 2
+    assert "cascade stage" in capsys.readouterr().err

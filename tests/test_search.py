@@ -137,7 +137,8 @@ def test_stop_on_verified_is_the_same_with_every_cache_option(model, width):
     ref = outcome(run(model, PROMPTS, rule, width=width, cache="none", stop_on_verified=True))
     ref_stops = [s.stops for s in run(model, PROMPTS, rule, width=width, cache="none", stop_on_verified=True).steps]
     assert any(why == "verified" for stops in ref_stops for _, why in stops), "some problem should stop"
-    combos = [dict(cache=c, beam_cache=b, attention=a) for c, b, a in itertools.product(CACHES, BEAM_CACHES, ATTENTIONS)]
+    combos = [dict(cache=c, beam_cache=b, attention=a)
+              for c, b, a in itertools.product(CACHES, BEAM_CACHES, ATTENTIONS)]
     combos += [dict(cache="concat", one_at_a_time=True), dict(cache="static", rebuild_masks=True, grad_mode="no_grad")]
     for kw in combos:
         result = run(model, PROMPTS, rule, width=width, stop_on_verified=True, **kw)

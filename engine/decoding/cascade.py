@@ -31,7 +31,7 @@ def cascade(model, prompts, opts: DecodeOptions, accept: Accept) -> Generator[St
     for k, stage in enumerate(opts.stages()):
         run = beam_search if stage.decoder == "beam" else greedy_or_sample
         local = list(todo)
-        gen = run(model, [prompts[b] for b in local], stage, lambda i, ids: accept(local[i], ids))
+        gen = run(model, [prompts[b] for b in local], stage, lambda i, ids, local=local: accept(local[i], ids))
         while True:
             try:
                 ev = next(gen)
