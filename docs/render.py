@@ -16,6 +16,7 @@ import argparse
 import csv
 import glob
 import json
+from html import escape
 import os
 import re
 import sys
@@ -194,8 +195,9 @@ def frontier_svg(rows: list[dict], pair: str) -> str:
             if lo <= math.log10(v) <= hi:
                 out.append(f'<line x1="{sx(v):.1f}" y1="{H - B}" x2="{sx(v):.1f}" y2="{H - B + 4}" stroke="#444"/>'
                            f'<text x="{sx(v):.1f}" y="{H - B + 15}" text-anchor="middle">{v:g}</text>')
-    for k in range(5):
-        y = y0 + (y1 - y0) * k / 4
+    step = 0.1 if y1 - y0 <= 0.5 else 0.2
+    for k in range(round((y1 - y0) / step) + 1):
+        y = y0 + step * k
         out.append(f'<line x1="{L}" y1="{sy(y):.1f}" x2="{W - 130}" y2="{sy(y):.1f}" stroke="#eef0f3"/>'
                    f'<text x="{L - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.0%}</text>')
     for mode in ("batched", "one at a time"):
@@ -210,7 +212,7 @@ def frontier_svg(rows: list[dict], pair: str) -> str:
             out.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{c}" stroke="white" '
                        f'transform="rotate(45 {x:.1f} {y:.1f})"/>')
         if r["pareto"]:
-            out.append(f'<text x="{x + 6:.1f}" y="{y - 6:.1f}" fill="{c}" font-size="9">{r["strategy"]}</text>')
+            out.append(f'<text x="{x + 6:.1f}" y="{y - 6:.1f}" fill="{c}" font-size="9">{escape(r["strategy"])}</text>')
     legend = list(FAMILY_COLORS.items()) + [("● batched", "#444"), ("◆ one at a time", "#444")]
     for k, (name, c) in enumerate(legend):
         out.append(f'<text x="{W - 120}" y="{T + 14 * k + 10}" fill="{c}">{name}</text>')
