@@ -219,20 +219,20 @@ def frontier_svg(rows: list[dict], pair: str) -> str:
     return "\n".join(out + ["</svg>"]) + "\n"
 
 
-def frontier_block(paths: list[str]) -> str:
-    """Charts (one SVG per pair, written beside the JSON) and one table: per strategy and pair, verified
-    accuracy and ms per problem batched / one at a time; then each run's summary."""
+def frontier_block(paths: list[str]) -> tuple[str, dict[str, str]]:
+    """The README block and its charts ({path: SVG text}, one per pair, beside the JSON): the charts, one table
+    (per strategy and pair, verified accuracy and ms per problem batched / one at a time) and each run's
+    summary."""
     results = []
     for path in paths:
         with open(path) as fh:
             results.append(json.load(fh))
-    charts, pairs, cells, strategies = [], [], {}, []
+    charts, svgs, pairs, cells, strategies = [], {}, [], {}, []
     for res in results:
         for pair in res["settings"]["pairs"]:
             rows = [r for r in res["rows"] if r["pair"] == pair]
             svg = os.path.join(ROOT, "docs", "bench", f"frontier_{pair}", f"frontier_{pair}.svg")
-            with open(svg, "w") as fh:
-                fh.write(frontier_svg(rows, pair))
+            svgs[svg] = frontier_svg(rows, pair)
             charts.append(f"![frontier {pair}]({os.path.relpath(svg, ROOT)})")
             pairs.append(pair)
             for r in rows:
@@ -259,7 +259,7 @@ def frontier_block(paths: list[str]) -> str:
                                                                                        "NO" if v is False else v)
             lines.append(f"- {k}: {v}")
         lines.append("")
-    return "\n".join(lines).rstrip()
+    return "\n".join(lines).rstrip(), svgs
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -286,7 +286,11 @@ def readme(args) -> None:
             text = replace_block(text, f"eval-{prefix}", eval_block(prefix))
     frontier = sorted(glob.glob(FRONTIER_GLOB))
     if frontier:
-        text = replace_block(text, "frontier", frontier_block(frontier))
+        block, svgs = frontier_block(frontier)
+        text = replace_block(text, "frontier", block)
+        for svg, body in svgs.items():
+            with open(svg, "w") as fh:
+                fh.write(body)
     sys.path.insert(0, ROOT)  # run as a script from anywhere: the engine package lives at the root
     from engine.bench.report import render as render_bench
 

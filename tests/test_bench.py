@@ -166,8 +166,30 @@ def test_the_readme_benchmark_tables_come_from_committed_results(capsys):
     readme = os.path.join(root, "README.md")
     with open(readme, encoding="utf-8") as fh:
         paths = [m["path"] for m in BLOCK.finditer(fh.read())]
-    assert {f"docs/bench/{s}.json" for s in SUITES} <= set(paths)
+    # the frontier runs one JSON per degree pair; its block is checked below
+    assert {f"docs/bench/{s}.json" for s in SUITES if s != "frontier"} <= set(paths)
     assert report(["--readme", readme, "--check"]) == 0, capsys.readouterr().out
+
+
+def test_the_readme_frontier_block_and_charts_come_from_committed_results():
+    """The frontier section of README.md and its SVG charts are what docs/render.py makes of the committed
+    docs/bench/frontier_<pair>/frontier.json files (never pasted, never stale)."""
+    import glob
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("render", os.path.join(root, "docs", "render.py"))
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    paths = sorted(glob.glob(render.FRONTIER_GLOB))
+    assert paths, "no committed frontier results"
+    block, svgs = render.frontier_block(paths)
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    assert f"<!-- frontier:start -->\n{block}\n<!-- frontier:end -->" in text
+    for path, body in svgs.items():
+        with open(path, encoding="utf-8") as fh:
+            assert fh.read() == body, path
+        assert os.path.relpath(path, root) in block
 
 
 def test_frontier_on_the_shipped_model_verifies_and_the_search_rules_hold():
