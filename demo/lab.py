@@ -74,11 +74,12 @@ def model_info(path: str) -> str:
 @functools.cache
 def _hf(path: str):
     model = load_model(path)
-    return engine.export_hf(model).to(next(model.parameters()).device).eval()
+    return engine.exported_hf(model)
 
 
 def hf_model(path: str):
-    """The same weights as a transformers GPT2LMHeadModel, exported on first use and then shared."""
+    """The same weights as the transformers model `python -m engine.export --format hf` writes (loaded back with
+    AutoModelForCausalLM), exported on first use and then shared."""
     with _LOAD_LOCK:
         return _hf(path)
 

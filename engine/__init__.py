@@ -1,7 +1,8 @@
 """PolyDecode Lab engine: torch only. demo/ uses only the names exported here.
 
-Layers, each importing only those below it: tokenizer, device, poly/ -> model, data, prompt -> decoding/ ->
-checkpoint, profiler -> bench/ -> the command lines (cli, train, evaluate, decompose, profile, bench/__main__).
+Layers, each importing only those below it: tokenizer, device, distributed, poly/ -> model, data, prompt,
+batches -> decoding/ -> checkpoint, export, profiler, validation -> bench/ -> the command lines (cli, train,
+evaluate, decompose, profile, export's main, scaling, bench/__main__).
 """
 import warnings
 
@@ -24,6 +25,7 @@ from .decoding import (ATTENTIONS, BEAM_CACHES, CACHE_STRATEGIES, CACHES, CUSTOM
 from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, Weights, export_hf, import_seed_checkpoint,
                          load_checkpoint, load_model, load_weights, save_checkpoint)
 from .profiler import PHASES, list_runs, profile_run
+from .export import exported_hf
 from .bench import GEN_CASES, SUITES, case_problems, format_table, run_suite
 from .cli import add_runtime_args, apply_runtime_args
 from .examples import read_examples

@@ -1,5 +1,11 @@
-"""Training data: right-padded batches with the loss on answer tokens, and the single-pair batch stream
-(generated or read from files)."""
+"""Training data: right-padded batches with the loss on answer tokens, the single-pair batch stream (generated
+or read from files), and the streams one process draws from.
+
+Each optimizer step consumes `grad_accum` micro-batches (the global batch). Micro-batch s of every step comes
+from stream s, its own random.Random, so the global batch does not depend on how many processes share it:
+rank r of W draws streams r, r + W, r + 2W, ... Stream states are saved with the run, so a resume continues
+every stream exactly, with any world size that divides the number of streams.
+"""
 from __future__ import annotations
 
 import random
@@ -7,6 +13,7 @@ import random
 import torch
 
 from .data import COEFF_RANGE, Problem, parse_pair, random_problem, read_dataset
+from .distributed import Dist
 from .prompt import prompt_ids
 from .tokenizer import PAD_ID, SEP_ID, encode
 
@@ -45,14 +52,14 @@ class Batches:
     """An endless stream of single-pair batches, from a generator or from files. `mix` may change between
     batches (the adaptive mix)."""
 
-    def __init__(self, mix, batch_tokens: int, canonical: bool, seed: int, prompt_format: str,
-                 files: list[str] | None = None, small_share: float = 0.0):
+    def __init__(self, mix, batch_tokens: int, canonical: bool, seed: int | str, prompt_format: str,
+                 files: list[str] | None = None, small_share: float = 0.0, pool: list[Problem] | None = None):
         self.mix, self.batch_tokens, self.canonical = mix, batch_tokens, canonical
         self.small_share = small_share  # batches whose P and Q coefficients lie in [-SMALL_RANGE, SMALL_RANGE]
         self.prompt_format = prompt_format
         self.rng = random.Random(seed)
-        self.pool = None
-        if files:
+        self.pool = pool  # the problems read from files, sorted by prompt length (shared between streams)
+        if files and pool is None:
             pool = [p for f in files for p in read_dataset(f)]
             self.pool = sorted(pool, key=lambda p: len(p.prompt))
 
@@ -70,3 +77,53 @@ class Batches:
         first = random_problem(self.rng, i, j, self.canonical, r)
         n = max(8, self.batch_tokens // (self._tokens(first) + 4))
         return [first] + [random_problem(self.rng, i, j, self.canonical, r) for _ in range(n - 1)]
+
+    def get_state(self) -> list:
+        """The stream's position as plain lists and ints (loads with torch.load(weights_only=True))."""
+        version, internal, gauss = self.rng.getstate()
+        return [version, list(internal), gauss]
+
+    def set_state(self, state: list) -> None:
+        version, internal, gauss = state
+        self.rng.setstate((version, tuple(internal), gauss))
+
+
+def stream_seed(seed: int, s: int) -> int | str:
+    """Stream 0 is seeded exactly as a one-process run always was; stream s > 0 from (seed, s)."""
+    return seed if s == 0 else f"{seed}:{s}"
+
+
+class Streams:
+    """The micro-batch streams one process draws from: global streams rank, rank + W, ... of `count`."""
+
+    def __init__(self, count: int, d: Dist, seed: int, saved: list | None, **batches_kw):
+        if count % d.world_size:
+            raise ValueError(f"--grad-accum {count} cannot be split over {d.world_size} processes; give a multiple "
+                             f"of {d.world_size} (the global batch is that many micro-batches of --batch-tokens)")
+        self.count, self.ids = count, list(range(d.rank, count, d.world_size))
+        self.local: list[Batches] = []
+        for s in self.ids:
+            b = Batches(seed=stream_seed(seed, s), pool=self.local[0].pool if self.local else None, **batches_kw)
+            if saved is not None and s < len(saved):
+                b.set_state(saved[s])
+            self.local.append(b)
+
+    @property
+    def mix(self) -> dict[tuple[int, int], float]:
+        return self.local[0].mix
+
+    @mix.setter
+    def mix(self, mix: dict[tuple[int, int], float]) -> None:
+        for b in self.local:
+            b.mix = mix
+
+    @property
+    def pool(self) -> list[Problem] | None:
+        return self.local[0].pool
+
+    def next(self) -> list[list[Problem]]:
+        """This process's micro-batches of the next step."""
+        return [b.next() for b in self.local]
+
+    def states(self) -> dict[int, list]:
+        return {s: b.get_state() for s, b in zip(self.ids, self.local)}

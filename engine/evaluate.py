@@ -1,7 +1,9 @@
 """Verified accuracy on seed-format problem files.
 
     python -m engine.evaluate --data test_dataset_2_2.txt [--data ...] [--decoder greedy|beam|sample|cascade]
-                              [--width W] [--samples N] [--cascade STAGES] [--stop-on-verified] [--limit N] [--checkpoint PATH] [--predictions OUT] [--json]
+                              [--width W] [--samples N] [--cascade STAGES] [--stop-on-verified] [--limit N]
+                              [--checkpoint PATH] [--predictions OUT] [--json]
+    torchrun --standalone --nproc_per_node 2 -m engine.evaluate --data ...   # the batches shared by 2 processes
 
 An answer counts when it verifies (DESIGN.md: f is an integer polynomial in Q and 2 <= deg Q < deg f); the
 reference answer in the file is never compared as a string. For beam search the reported answer is the
@@ -9,6 +11,10 @@ highest-scoring beam that verifies (verification is cheap and exact), else the h
 `--decoder sample --samples N` each problem gets N samples (one batch) and the answer is the best-scoring
 sample that verifies: search with verification, to set against beam search. `--decoder cascade` runs its
 stages (default greedy > beam 10 > beam 64) each on the problems the earlier ones did not verify.
+
+Under torchrun every process decodes its share of the batches (whole batches, the same ones a single process
+forms, so every answer is the one a single process gives) and rank 0 gathers them: the same results and the
+same predictions file, in file order.
 """
 from __future__ import annotations
 
@@ -21,34 +27,43 @@ import time
 import torch
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from .cli import add_runtime_args, apply_runtime_args
 from .data import read_dataset
 from .decoding import DECODERS, DecodeOptions, best_answer, options, solve
+from .distributed import Dist, all_gather_objects
 
 
 def evaluate_file(model, path: str, opts: DecodeOptions, limit: int | None, batch_size: int,
-                  predictions=None, progress: bool = True) -> dict:
+                  predictions=None, progress: bool = True, d: Dist = Dist()) -> dict:
+    """Verified accuracy on one file; under torchrun every process calls it and all get the whole result."""
     problems = list(read_dataset(path))[:limit]
-    verified, t0 = 0, time.perf_counter()
-    bar = tqdm(total=len(problems), desc=os.path.basename(path), disable=not progress, leave=False)
+    t0 = time.perf_counter()
     # Sorting by prompt length keeps padding low inside each batch; predictions are written in file order.
     order = sorted(range(len(problems)), key=lambda k: len(problems[k].prompt))
-    answers: dict[int, str] = {}
     per_batch = max(1, batch_size // opts.samples)  # rows in one batch stay near batch_size
-    for lo in range(0, len(order), per_batch):
-        idx = order[lo: lo + per_batch]
+    batches = [order[lo: lo + per_batch] for lo in range(0, len(order), per_batch)]
+    mine = batches[d.rank::d.world_size]  # whole batches, so each answer is the one a single process gives
+    bar = tqdm(total=sum(map(len, mine)), desc=os.path.basename(path), disable=not progress or not d.is_main,
+               leave=False)
+    answers: dict[int, tuple[str, bool]] = {}  # problem index -> (answer, verified)
+    ok_here = 0
+    for idx in mine:
         results = solve(model, [problems[k].f for k in idx], opts)
         for k, ranked in zip(idx, results):
             best = best_answer(ranked)
-            verified += bool(best and best.verified)
-            answers[k] = best.prefix if best else ""
+            answers[k] = (best.prefix if best else "", bool(best and best.verified))
+            ok_here += answers[k][1]
         bar.update(len(idx))
-        bar.set_postfix(acc=f"{verified / (lo + len(idx)):.1%}")
+        bar.set_postfix(acc=f"{ok_here / len(answers):.1%}")
     bar.close()
+    if d.enabled:
+        answers = {k: v for part in all_gather_objects(d, answers) for k, v in part.items()}
+    verified = sum(ok for _, ok in answers.values())
     if predictions is not None:
         for k, p in enumerate(problems):
-            predictions.write(f"{p.prompt} ⁇ {answers[k]}".rstrip() + "\n")
+            predictions.write(f"{p.prompt} ⁇ {answers[k][0]}".rstrip() + "\n")
     n = len(problems)
     return {"file": path, "decoder": opts.decoder, "width": opts.beams,
             "problems": n, "verified": verified, "accuracy": verified / n if n else 0.0,
@@ -85,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--limit must be >= 1")
     if args.samples < 1:
         ap.error("--samples must be >= 1")
+    d, device = distributed.init(device)
+    try:
+        return run(args, d, device)
+    finally:
+        distributed.close(d)
+
+
+def run(args, d: Dist, device) -> int:
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     try:
         model, meta = load_checkpoint(checkpoint, device)
@@ -92,21 +115,23 @@ def main(argv: list[str] | None = None) -> int:
                        temperature=args.temperature, seed=args.seed, samples=args.samples, cascade=args.cascade,
                        stop_on_verified=args.stop_on_verified)
         rows = []
-        out = open(args.predictions, "w", encoding="utf-8") if args.predictions else None
+        out = open(args.predictions, "w", encoding="utf-8") if args.predictions and d.is_main else None
         try:
             for path in args.data:
                 rows.append(evaluate_file(model, path, opts, args.limit, args.batch_size, out,
-                                          progress=not args.json))
+                                          progress=not args.json, d=d))
         finally:
             if out:
                 out.close()
     except (OSError, ValueError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not d.is_main:
+        return 0
     if not args.json:
         print(format_table(rows))
     print(json.dumps({"results": rows, "checkpoint": checkpoint, "trained": bool(meta.get("trained")),
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+                      "torch": torch.__version__, "threads": torch.get_num_threads(), "processes": d.world_size}))
     return 0
 
 

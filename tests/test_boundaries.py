@@ -11,13 +11,13 @@ ENGINE = ROOT / "engine"
 
 # DESIGN.md's layers, lowest first; a module may import only modules of its own layer or below.
 LAYERS = (
-    ("engine.tokenizer", "engine.device", "engine.poly", "engine.schedule"),
+    ("engine.tokenizer", "engine.device", "engine.poly", "engine.schedule", "engine.distributed"),
     ("engine.model", "engine.data", "engine.prompt", "engine.batches"),
     ("engine.decoding",),
-    ("engine.checkpoint", "engine.profiler", "engine.validation"),
+    ("engine.checkpoint", "engine.export", "engine.profiler", "engine.validation"),
     ("engine.bench",),
     ("engine.cli", "engine.train", "engine.evaluate", "engine.decompose", "engine.profile", "engine.examples",
-     "engine.bench.__main__", "engine"),
+     "engine.scaling", "engine.bench.__main__", "engine"),
 )
 
 

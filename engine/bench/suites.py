@@ -204,10 +204,11 @@ def _pass(subject: Subject, batch: list, bsz: int, fn, opts) -> list:
 
 
 def hf(subject: Subject, runs: int, warmup: int, n: int = 12, progress: Progress | None = None) -> dict:
-    """Ours (fastest) against transformers generate() on the same weights exported to GPT2LMHeadModel."""
-    from ..checkpoint import export_hf
+    """Ours (fastest) against transformers generate() on the same weights, exported as `python -m engine.export
+    --format hf` writes them and loaded back with AutoModelForCausalLM."""
     from ..decoding import hf_decode
-    hf_model = export_hf(subject.model).to(subject.device).eval()
+    from ..export import exported_hf
+    hf_model = exported_hf(subject.model)
     batch = problems(SHORT, n)
     contenders = {"ours": partial(run_ours, subject.model), "hf": partial(hf_decode, hf_model)}
     rows, speed, same, near = [], {}, {}, {}
