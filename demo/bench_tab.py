@@ -8,7 +8,8 @@ import gradio as gr
 
 import engine
 
-from . import figures
+from . import figures, jobs
+from .controls import choice, whole
 from .lab import MODEL_QUEUE, LabConfig, user_errors
 
 MODELS = ("this app's checkpoint", "tiny random weights")
@@ -29,27 +30,37 @@ def suite_rows(result: dict) -> tuple[list[str], list[list]]:
     return cols, [[r.get(c, "") for c in cols] for r in result.get("rows", [])]
 
 
-def count(value, name: str) -> int | None:
-    """A run count from the page: "suite default" -> None, else a whole number."""
+def count(value, name: str, least: int, most: int) -> int | None:
+    """A run count from the page: "suite default" -> None, else a whole number in [least, most]."""
     if value is None or str(value).strip() in ("", DEFAULT):
         return None
     try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number or {DEFAULT!r}, got {value!r}") from None
+        return whole(value, name, least, most)
+    except ValueError as e:
+        raise ValueError(f"{e} (or {DEFAULT!r})") from None
 
 
 def run_bench(lab: LabConfig, suite: str, smoke: bool, model: str, runs=DEFAULT, warmup=DEFAULT,
               progress=gr.Progress()):
-    """One suite through engine.run_suite; the engine reports progress as (fraction, message)."""
+    """One suite through engine.run_suite in a cancellable job; the engine reports (fraction, message)."""
     with user_errors("Benchmark"):
-        report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
-        result = engine.run_suite(
-            suite, smoke=bool(smoke), runs=count(runs, "timed runs"), warmup=count(warmup, "warm-up runs"),
-            checkpoint=lab.checkpoint if model == MODELS[0] else None, preset=None if model == MODELS[0] else "tiny",
-            progress=report, out_dir=os.path.join(lab.profile_dir, "bench"))
+        suite = choice(suite, "suite", engine.SUITES)
+        model = choice(model, "model", MODELS)
+        if not isinstance(smoke, bool):
+            raise ValueError(f"small settings must be true or false, got {smoke!r}")
+        limits = lab.limits
+        n_runs = count(runs, "timed runs", 1, limits.max_runs)
+        n_warmup = count(warmup, "warm-up runs", 0, limits.max_warmup)
+        trained = model == MODELS[0]
+
+        def work(check, report):
+            return engine.run_suite(suite, smoke=smoke, runs=n_runs, warmup=n_warmup,
+                                    checkpoint=lab.checkpoint if trained else None, preset=None if trained else "tiny",
+                                    progress=report, check=check, out_dir=os.path.join(lab.profile_dir, "bench"))
+
+        result = yield from jobs.run("benchmark", work, progress, idle=(gr.skip(),) * 4)
     cols, rows = suite_rows(result)
-    return engine.format_table(result), gr.update(value=rows, headers=cols), figures.bench_figure(result), result
+    yield engine.format_table(result), gr.update(value=rows, headers=cols), figures.bench_figure(result), result
 
 
 def build(lab: LabConfig | None = None) -> gr.Blocks:
@@ -58,17 +69,21 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
     with gr.Blocks(title="Benchmark") as tab:
         gr.Markdown("Run a benchmark suite. *Small settings* (the default) finish in seconds to a minute; "
                     "untick it for the full tables (minutes). Runs are queued one at a time, so concurrent "
-                    "users never disturb each other's timings.")
+                    "users never disturb each other's timings; **Stop** ends a run within a second or two.")
         with gr.Row():
             suite = gr.Radio(suites, value="generation", label="Suite", elem_id="bench-suite")
             smoke = gr.Checkbox(True, label="Small settings", elem_id="bench-smoke")
             model = gr.Radio(list(MODELS), value=MODELS[0], label="Model (sweep always uses random weights)")
         with gr.Row():
-            runs = gr.Dropdown([DEFAULT, 1, 2, 3, 5, 10, 20], value=DEFAULT, allow_custom_value=True,
-                               label="Timed runs")
-            warmup = gr.Dropdown([DEFAULT, 0, 1, 2, 5], value=DEFAULT, allow_custom_value=True, label="Warm-up runs")
+            limits = lab.limits
+            runs = gr.Dropdown([DEFAULT, *(n for n in (1, 2, 3, 5, 10, 20) if n <= limits.max_runs)], value=DEFAULT,
+                               allow_custom_value=True, label=f"Timed runs (at most {limits.max_runs})")
+            warmup = gr.Dropdown([DEFAULT, *(n for n in (0, 1, 2, 5) if n <= limits.max_warmup)], value=DEFAULT,
+                                 allow_custom_value=True, label=f"Warm-up runs (at most {limits.max_warmup})")
         note = gr.Markdown(SUITE_NOTES.get("generation", ""))
-        run = gr.Button("Run benchmark", variant="primary", elem_id="bench-run")
+        with gr.Row():
+            run = gr.Button("Run benchmark", variant="primary", elem_id="bench-run", scale=3)
+            stop = gr.Button("Stop", variant="stop", elem_id="bench-stop", scale=1)
         table = gr.Markdown(elem_id="bench-table")
         chart = gr.Plot(figures.bench_figure({}), label="Chart", elem_id="bench-chart")
         with gr.Accordion("Rows as a sortable table", open=False):
@@ -76,9 +91,11 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         with gr.Accordion("Result as JSON", open=False):
             raw = gr.JSON()
         suite.change(lambda s: SUITE_NOTES.get(s, ""), suite, note, queue=False, api_visibility="private")
-        run.click(functools.partial(run_bench, lab), [suite, smoke, model, runs, warmup],
-                  [table, rows, chart, raw], api_name="benchmark", concurrency_id=MODEL_QUEUE,
-                  concurrency_limit=1, show_progress_on=[table])
+        # preprocess=False: run_bench checks every value itself, so bad API input gets a clear message.
+        running = run.click(functools.partial(run_bench, lab), [suite, smoke, model, runs, warmup],
+                            [table, rows, chart, raw], api_name="benchmark", concurrency_id=MODEL_QUEUE,
+                            concurrency_limit=1, show_progress_on=[table], preprocess=False)
+        stop.click(None, None, None, cancels=[running], api_visibility="private")
     return tab
 
 

@@ -11,9 +11,10 @@ import gradio as gr
 
 import engine
 
-from . import figures
+from . import figures, jobs
+from .controls import MAX_NEW, choice, whole
 from .formatting import ascii_poly, options_summary
-from .lab import MODEL_QUEUE, LabConfig, example_problems, hf_model, user_errors
+from .lab import MODEL_QUEUE, LabConfig, Limits, example_problems, hf_model, user_errors
 
 HF = "hf"  # the preset column value that runs transformers generate() on the exported weights
 COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new"]
@@ -43,18 +44,35 @@ def _cell(value) -> str:
     return "" if text.lower() in ("nan", "none") else text
 
 
-def parse_configs(rows: list[list]) -> list[Config]:
-    """Table rows -> configurations. A blank cell keeps the preset's value. Raises ValueError naming the row."""
+def table_rows(value) -> list[list]:
+    """The configuration table as rows, from the page's or an API client's Dataframe payload
+    ({"headers", "data", ...}) or a plain list of rows."""
+    if isinstance(value, dict):
+        value = value.get("data")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(row, list) for row in value):
+        raise ValueError("the configurations must be a table: a list of rows")
+    return value
+
+
+def parse_configs(rows: list[list], limits: Limits = Limits(), problems: int = 1) -> list[Config]:
+    """Table rows -> configurations. A blank cell keeps the preset's value. Raises ValueError naming the row,
+    also for more than limits.max_configs configurations or a decode bigger than the server allows."""
     configs = []
     for n, row in enumerate(rows or [], 1):
         cells = dict(zip(COLUMNS, (_cell(v) for v in row)))
         if not any(cells.values()):
             continue
+        if len(configs) == limits.max_configs:
+            raise ValueError(f"at most {limits.max_configs} configurations per comparison on this server")
         name = cells["preset"] or engine.CUSTOM
         try:
             changes = {k: cells[k] for k in ("decoder", "cache", "beam_cache", "attention") if cells[k]}
-            changes.update({k: int(float(cells[k])) for k in ("width", "max_new") if cells[k]})
+            changes.update({k: whole(cells[k], k, 1, most) for k, most in (("width", engine.MAX_WIDTH),
+                                                                            ("max_new", MAX_NEW)) if cells[k]})
             opts = engine.options(engine.CUSTOM if name == HF else name, **changes)
+            limits.check_decode(opts, problems)
         except ValueError as e:
             raise ValueError(f"configuration row {n}: {e}") from None
         if name == HF and not hf_available():
@@ -69,11 +87,12 @@ def parse_configs(rows: list[list]) -> list[Config]:
     return configs
 
 
-def _run(lab: LabConfig, cfg: Config, fs: list[engine.Poly], prompts: list[list[int]]) -> engine.Decoded:
+def _run(lab: LabConfig, cfg: Config, fs: list[engine.Poly], prompts: list[list[int]],
+         check: jobs.Check | None = None) -> engine.Decoded:
     if cfg.hf:
         return engine.hf_decode(hf_model(lab.checkpoint), prompts, cfg.opts)
     # the polynomial verifier is the acceptance check (stop_on_verified, cascades)
-    return engine.run_to_completion(engine.decode_polynomials(lab.model(), fs, cfg.opts))
+    return engine.run_to_completion(engine.decode_polynomials(lab.model(), fs, cfg.opts), check)
 
 
 def _phases(lab: LabConfig, cfg: Config, fs: list[engine.Poly], result: engine.Decoded, tmp: str | None) -> dict:
@@ -102,44 +121,61 @@ def verdict(outputs: dict[str, list[tuple]]) -> str:
     return "### ✗ Outputs differ\n" + detail + "\n\nDiffering from the first: " + "; ".join(differ)
 
 
-def _measure(lab: LabConfig, cfg: Config, fs: list[engine.Poly], runs: int, tmp: str | None):
+def _measure(lab: LabConfig, cfg: Config, fs: list[engine.Poly], runs: int, tmp: str | None, check: jobs.Check):
     """One warm-up, then `runs` timed decodes (the decoder's own device-synchronised total), then phases."""
     model = lab.model()
     prompts = [engine.prompt_ids(f, model.config.prompt_format) for f in fs]
-    _run(lab, cfg, fs, prompts)
+    _run(lab, cfg, fs, prompts, check)
     times = []
     for _ in range(runs):
-        result = _run(lab, cfg, fs, prompts)
+        check()
+        result = _run(lab, cfg, fs, prompts, check)
         times.append(result.total_ms)
+    check()
     return times, result, _phases(lab, cfg, fs, result, tmp)
+
+
+def measure_all(lab: LabConfig, configs: list[Config], fs: list[engine.Poly], runs: int, profiled: bool,
+                check: jobs.Check, report: jobs.Report) -> tuple[list, list, dict, dict]:
+    """(result table rows, latency stats, phases, ranked outputs) of every configuration: plain values only."""
+    table, stats, phases, outputs = [], [], {}, {}
+    with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
+        for i, cfg in enumerate(configs):
+            report(i / len(configs), f"{cfg.label}: warm-up and {runs} runs")
+            times, result, phases[cfg.label] = _measure(lab, cfg, fs, runs, tmp if profiled else None, check)
+            outputs[cfg.label] = [tuple(h.ids for h in hyps) for hyps in result.hypotheses]
+            best = [engine.best_answer(engine.rank_answers(f, h)) for f, h in zip(fs, result.hypotheses)]
+            mean = statistics.fmean(times)
+            stats.append({"label": cfg.label, "mean_ms": mean, "min_ms": min(times), "max_ms": max(times),
+                          "speedup": stats[0]["mean_ms"] / mean if stats else 1.0})
+            table.append([cfg.label, cfg.detail, round(mean, 2), round(min(times), 2), round(max(times), 2),
+                          f"{stats[-1]['speedup']:.2f}x", f"{sum(a is not None and a.verified for a in best)}/"
+                          f"{len(fs)}", "; ".join(ascii_poly(a.q) if a and a.q else "—" for a in best)])
+    return table, stats, phases, outputs
 
 
 def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled: bool = True,
             progress=gr.Progress()):
     """Time each configuration, split its time into phases (one profiled run when `profiled` and the input
-    is one polynomial, else the decoder's own step timings), and compare the outputs."""
+    is one polynomial, else the decoder's own step timings), and compare the outputs. A cancellable job;
+    every value is checked here (the event skips Gradio's preprocessing)."""
     with user_errors("Compare"):
-        fs = [engine.parse_polynomial(text or "")] if source == POLYNOMIAL else [p.f for p in engine.case_problems(source)]
-        configs = parse_configs(rows)
-        runs = max(1, int(runs))
-        table, stats, phases, outputs = [], [], {}, {}
-        with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
-            for i, cfg in enumerate(configs):
-                progress(i / len(configs), desc=f"{cfg.label}: warm-up and {runs} runs")
-                times, result, phases[cfg.label] = _measure(lab, cfg, fs, runs, tmp if profiled else None)
-                outputs[cfg.label] = [tuple(h.ids for h in hyps) for hyps in result.hypotheses]
-                best = [engine.best_answer(engine.rank_answers(f, h)) for f, h in zip(fs, result.hypotheses)]
-                mean = statistics.fmean(times)
-                stats.append({"label": cfg.label, "mean_ms": mean, "min_ms": min(times), "max_ms": max(times),
-                              "speedup": stats[0]["mean_ms"] / mean if stats else 1.0})
-                table.append([cfg.label, cfg.detail, round(mean, 2), round(min(times), 2), round(max(times), 2),
-                              f"{stats[-1]['speedup']:.2f}x", f"{sum(a is not None and a.verified for a in best)}/"
-                              f"{len(fs)}", "; ".join(ascii_poly(a.q) if a and a.q else "—" for a in best)])
+        source = choice(source, "input", [POLYNOMIAL, *engine.GEN_CASES])
+        if source == POLYNOMIAL:
+            fs = [engine.parse_polynomial(text if isinstance(text, str) else "")]
+        else:
+            fs = [p.f for p in engine.case_problems(source)]
+        configs = parse_configs(table_rows(rows), lab.limits, len(fs))
+        runs = whole(runs, "timed runs", 1, lab.limits.max_runs)
+        profiled = profiled is True
+        table, stats, phases, outputs = yield from jobs.run(
+            "compare", lambda check, report: measure_all(lab, configs, fs, runs, profiled, check, report), progress,
+            idle=(gr.skip(),) * 5)
         what = "1 polynomial" if len(fs) == 1 else f"case {source} ({len(fs)} polynomials in one batch)"
         head = f"{verdict(outputs)}\n\n{len(configs)} configurations on {what}, {runs} timed runs each."
         raw = {"configurations": [dict(label=c.label, detail=c.detail, hf=c.hf, **asdict(c.opts)) for c in configs],
                "stats": stats}
-        return head, figures.latency_bars(stats), figures.phase_stack(phases), table, raw
+    yield head, figures.latency_bars(stats), figures.phase_stack(phases), table, raw
 
 
 def build(lab: LabConfig | None = None) -> gr.Blocks:
@@ -147,18 +183,22 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
     with gr.Blocks(title="Compare") as tab:
         gr.Markdown("Run the same input through two or more configurations (any preset and options; `hf` = "
                     "transformers `generate()` on the same weights) and compare latency, phases and outputs. "
-                    "A blank cell keeps the preset's value.")
+                    f"A blank cell keeps the preset's value. At most {lab.limits.max_configs} configurations, "
+                    f"{lab.limits.max_runs} timed runs each; **Stop** ends a comparison within a second or two.")
         with gr.Row():
             source = gr.Dropdown([POLYNOMIAL, *engine.GEN_CASES], value=POLYNOMIAL, label="Input",
                                  info="a polynomial, or one of the seed's generation cases", elem_id="compare-source")
             text = gr.Textbox(example_problems(lab.checkpoint)[0][1], label="f(a)", elem_id="compare-input", scale=2)
             with gr.Column():
-                runs = gr.Slider(1, 20, value=3, step=1, label="Timed runs per configuration", elem_id="compare-runs")
+                runs = gr.Slider(1, lab.limits.max_runs, value=3, step=1, label="Timed runs per configuration",
+                                 elem_id="compare-runs")
                 profiled = gr.Checkbox(True, label="Profile the phases (one extra recorded run each; one polynomial)")
         rows = gr.Dataframe(default_configs(), headers=COLUMNS, type="array", interactive=True,
                             label="Configurations (preset: V1, V2, V3, fastest, custom or hf)",
                             elem_id="compare-configs")
-        run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+        with gr.Row():
+            run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=3)
+            stop = gr.Button("Stop", variant="stop", elem_id="compare-stop", scale=1)
         verdict_md = gr.Markdown(elem_id="compare-verdict")
         with gr.Row():
             latency = gr.Plot(figures.latency_bars(()), label="Latency", elem_id="compare-latency")
@@ -167,10 +207,11 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                                       "best answers"], interactive=False, label="Results", elem_id="compare-table")
         with gr.Accordion("Result as JSON", open=False):
             raw = gr.JSON()
-        run.click(functools.partial(compare, lab), [source, text, rows, runs, profiled],
-                  [verdict_md, latency, phase, table, raw],
-                  api_name="compare", concurrency_id=MODEL_QUEUE, concurrency_limit=1,
-                  show_progress_on=[verdict_md])
+        # preprocess=False: compare() checks every value itself, so bad API input gets a clear message.
+        running = run.click(functools.partial(compare, lab), [source, text, rows, runs, profiled],
+                            [verdict_md, latency, phase, table, raw], api_name="compare", concurrency_id=MODEL_QUEUE,
+                            concurrency_limit=1, show_progress_on=[verdict_md], preprocess=False)
+        stop.click(None, None, None, cancels=[running], api_visibility="private")
     return tab
 
 

@@ -5,6 +5,7 @@ handlers receive them by name (`inputs_kwargs`), so no argument order is assumed
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import gradio as gr
@@ -18,20 +19,88 @@ PANEL_FIELDS: tuple[str, ...] = tuple(f for f in engine.OPTION_FIELDS if f not i
 PANEL: tuple[str, ...] = ("preset", *PANEL_FIELDS)  # the handlers' keyword parameters
 _TYPES = {f.name: {"int": int, "float": float, "str": str, "bool": bool}[str(f.type)]
           for f in fields(engine.DecodeOptions)}
+MAX_NEW = 120  # the slider's end; the model's block size may allow more, the server's limits do not
+# Every panel value is checked here as the page or an API client sent it (the events skip Gradio's own
+# preprocessing): the page's choices, and ranges that a slider cannot leave but a client can.
+CHOICES = {"decoder": engine.DECODERS, "cache": engine.CACHES, "beam_cache": engine.BEAM_CACHES,
+           "attention": engine.ATTENTIONS}
+RANGES = {"width": (1, engine.MAX_WIDTH), "samples": (1, engine.MAX_SAMPLES), "max_new": (1, MAX_NEW),
+          "top_k": (0, 1 << 20), "seed": (0, engine.MAX_SEED), "temperature": (1e-3, 100.0), "top_p": (1e-6, 1.0),
+          "length_penalty": (-10.0, 10.0)}
+LABELS = {"max_new": "max new tokens", "top_k": "top-k", "top_p": "top-p", "cache": "KV cache",
+          "beam_cache": "beam cache handling", "length_penalty": "length penalty",
+          "stop_on_verified": "stop at the first verified answer", "cascade": "cascade stages"}
+
+
+def whole(value, name: str, least: int, most: int) -> int:
+    """A whole number from the page or an API client (10, 10.0, "10") in [least, most]. Anything else (NaN,
+    2.5, "ten", True, 2**70) is a ValueError that names the field and the range."""
+    try:
+        if isinstance(value, bool) or value is None:
+            raise ValueError
+        number = value if isinstance(value, int) else float(str(value).strip())
+        if not isinstance(number, int):
+            if not math.isfinite(number) or number != int(number):
+                raise ValueError
+            number = int(number)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number from {least} to {most}, got {value!r}") from None
+    if not least <= number <= most:
+        raise ValueError(f"{name} must be from {least} to {most}, got {number}")
+    return number
+
+
+def real(value, name: str, least: float, most: float) -> float:
+    """A finite number in [least, most] from the page or an API client; a ValueError naming the field."""
+    try:
+        if isinstance(value, bool) or value is None:
+            raise ValueError
+        number = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a number from {least:g} to {most:g}, got {value!r}") from None
+    if not least <= number <= most:  # False for NaN too
+        raise ValueError(f"{name} must be from {least:g} to {most:g}, got {value!r}")
+    return number
+
+
+def choice(value, name: str, choices) -> str:
+    """One of `choices` (the page's dropdowns and radios), else a ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
+    return value
 
 
 def preset_names() -> list[str]:
     return [CUSTOM, *engine.DECODE_PRESETS]
 
 
+def panel_value(name: str, value):
+    """One panel value, checked and converted to its field's type (sliders send floats, clients anything)."""
+    if value is None:
+        return None
+    label = LABELS.get(name, name)
+    if name in CHOICES:
+        return choice(value, label, CHOICES[name])
+    if _TYPES[name] is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{label} must be true or false, got {value!r}")
+        return value
+    if _TYPES[name] is str:  # free text (the cascade's stages): its own parser names what is wrong
+        if not isinstance(value, str):
+            raise ValueError(f"{label} must be text, got {value!r}")
+        return value
+    least, most = RANGES[name]
+    return whole(value, label, least, most) if _TYPES[name] is int else real(value, label, least, most)
+
+
 def panel_options(preset: str = "fastest", **values) -> engine.DecodeOptions:
-    """The preset (the defaults for "custom") with every panel value applied, each converted to its field's type
-    (sliders send floats). Raises ValueError for unknown presets, fields and bad values."""
+    """The preset (the defaults for "custom") with every panel value applied, each checked and converted by
+    panel_value. Raises ValueError naming the field for unknown presets, fields and bad values."""
     unknown = sorted(set(values) - set(PANEL_FIELDS))
     if unknown:
         raise ValueError(f"the options panel has no field {unknown[0]!r}")
-    typed = {k: None if v is None else _TYPES[k](v) for k, v in values.items()}
-    return engine.options(preset, **typed)
+    preset = choice(preset, "preset", preset_names())
+    return engine.options(preset, **{k: panel_value(k, v) for k, v in values.items()})
 
 
 def preset_note(preset: str) -> str:
@@ -87,7 +156,7 @@ def option_controls(prefix: str, preset: str = "fastest", decoder: str = "beam",
                                       elem_id=f"{prefix}-beam-cache", visible=decoder == "beam")
         c["attention"] = gr.Dropdown(list(engine.ATTENTIONS), value=start.attention, label="Attention backend",
                                      elem_id=f"{prefix}-attention")
-        c["max_new"] = gr.Slider(1, 120, value=start.max_new, step=1, label="Max new tokens",
+        c["max_new"] = gr.Slider(1, MAX_NEW, value=start.max_new, step=1, label="Max new tokens",
                                  elem_id=f"{prefix}-max-new")
         c["length_penalty"] = gr.Slider(0.0, 2.0, value=start.length_penalty, step=0.1,
                                         label="Length penalty (beam ranking)", visible=decoder == "beam")

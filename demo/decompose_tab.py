@@ -9,13 +9,15 @@ import gradio as gr
 
 import engine
 
-from . import figures
+from . import figures, jobs
 from .controls import option_controls, panel_options
 from .formatting import BEAM_HEADERS, LATEX, answers_markdown, ascii_poly, beam_rows, options_summary, step_status
 from .lab import MODEL_QUEUE, LabConfig, example_problems, user_errors
 
-INTRO = """Type an integer polynomial f(a) (e.g. `4a^4 + 12a^3 + 9a^2 - 1`, `3(a^2+2a)^2 - 5`, or the seed's prefix
-tokens). The model writes an inner Q(a) with f = P(Q(a)); every answer is checked by exact division. Since
+STATE_TTL_S = 3600  # a session's replay state (up to ~1 MB at width 64) is dropped an hour after it was set
+PLACEHOLDER = "e.g. 4a^4 + 12a^3 + 5a^2 - 6a - 2"
+INTRO = """Type an integer polynomial f(a) (e.g. `4a^4 + 12a^3 + 5a^2 - 6a - 2`, `3(a^2+2a)^2 - 5`, or the seed's
+prefix tokens). The model writes an inner Q(a) with f = P(Q(a)); every answer is checked by exact division. Since
 answers can be checked, the search can stop at the first verified one, or run as a cascade (greedy first,
 wider beams only when it fails)."""
 
@@ -29,14 +31,19 @@ def search_state(steps: tuple[engine.Step, ...], answers: tuple[engine.Answer, .
             "failed": [tuple(a.ids) for a in answers if not a.verified]}
 
 
+def answer_json(a: engine.Answer) -> dict:
+    return {"q": None if a.q is None else ascii_poly(a.q), "prefix": a.prefix, "verified": a.verified,
+            "p": None if a.outer is None else ascii_poly(a.outer, "Q"), "score": round(a.score, 5), "reason": a.reason}
+
+
 def result_json(f: engine.Poly, opts: engine.DecodeOptions, answers, steps, total_ms: float) -> dict:
-    """The plain result (also what API clients read): f, options, ranked answers, step count."""
+    """The plain result (also what API clients read): f, options, `best` (the first verified answer, else the
+    top-scored one; None without answers), the answers in the model's score order, step count."""
     keys = ("decoder", "width", "samples", "stop_on_verified", "cascade", "cache", "beam_cache", "attention",
             "max_new")
+    best = engine.best_answer(answers)
     return {"f": ascii_poly(f), "options": {k: getattr(opts, k) for k in keys},
-            "answers": [{"q": None if a.q is None else ascii_poly(a.q), "prefix": a.prefix, "verified": a.verified,
-                         "p": None if a.outer is None else ascii_poly(a.outer, "Q"), "score": round(a.score, 5),
-                         "reason": a.reason} for a in answers],
+            "best": None if best is None else answer_json(best), "answers": [answer_json(a) for a in answers],
             "steps": len(steps), "total_ms": round(total_ms, 3)}
 
 
@@ -109,14 +116,17 @@ def report_markdown(report: dict) -> str:
 def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
     """Stream one search: the live beams at every step, then answers, tree, latency and the result JSON.
 
-    `panel` holds the options panel's values by name (controls.PANEL; missing ones keep the preset's).
-    A search that may stop early (stop at the first verified answer, a cascade) is then compared with the
-    full search, run after it on the same input.
+    `panel` holds the options panel's values by name (controls.PANEL; missing ones keep the preset's), checked
+    here as sent (the event skips Gradio's preprocessing). A search that may stop early (stop at the first
+    verified answer, a cascade) is then compared with the full search, run after it on the same input. Each
+    step runs under the model lock, and freed memory goes back to the system when the search ends or is
+    cancelled.
     Yields tuples for (warning, status, live, answers, classical, tree, replay, latency, result, state)."""
     skip = gr.skip()
     with user_errors("Decompose"):
-        f = engine.parse_polynomial(text or "")
+        f = engine.parse_polynomial(text if isinstance(text, str) else "")
         opts = panel_options(**panel)
+        lab.limits.check_decode(opts)
         model = lab.model()
         warning = engine.out_of_domain(f)
         warning_md = f"⚠ **Outside the training distribution:** {warning}" if warning else ""
@@ -126,19 +136,28 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
         steps: list[engine.Step] = []
         yield (warning_md, "Starting…", [], "Searching…", classical, figures.beam_tree(()),
                gr.update(value=0, interactive=False), figures.step_latency(()), None, None)
-        while True:
-            try:
-                step = next(gen)
-            except StopIteration as stop:
-                decoded: engine.Decoded = stop.value
-                break
-            steps.append(step)
-            where = f"{stage_label(stages[step.stage])}: " if opts.decoder == "cascade" else ""
-            yield (skip, where + step_status(step, opts.max_new), beam_rows(step), skip, skip, skip, skip, skip,
-                   skip, skip)
+        try:
+            while True:
+                try:
+                    with jobs.MODEL_LOCK:
+                        step = next(gen)
+                except StopIteration as stop:
+                    decoded: engine.Decoded = stop.value
+                    break
+                steps.append(step)
+                where = f"{stage_label(stages[step.stage])}: " if opts.decoder == "cascade" else ""
+                yield (skip, where + step_status(step, opts.max_new), beam_rows(step), skip, skip, skip, skip, skip,
+                       skip, skip)
+        finally:
+            gen.close()  # a cancelled search drops its session (cache, masks) here, not at garbage collection
+            del gen
+            engine.release_memory()
         answers = engine.rank_answers(f, decoded.hypotheses[0])
         reference = full_search(opts)
-        full = None if reference is None else engine.run_to_completion(engine.decode_polynomials(model, [f], reference))
+        full = None
+        if reference is not None:
+            with jobs.exclusive("decompose: full search"):
+                full = engine.run_to_completion(engine.decode_polynomials(model, [f], reference))
         report = search_report(opts, decoded, answers, full)
         # the tree and the replay show the stage that answered (the whole search for other decoders)
         shown = tuple(s for s in steps if s.stage == (decoded.stage_of[0] if decoded.stage_of else 0))
@@ -158,7 +177,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=3):
-                poly = gr.Textbox(label="f(a)", placeholder="e.g. 4a^4 + 12a^3 + 9a^2 - 1", lines=2,
+                poly = gr.Textbox(label="f(a)", placeholder=PLACEHOLDER, lines=2,
                                   elem_id="decompose-input")
                 examples = example_problems(lab.checkpoint)
                 gr.Examples([[text] for _, text in examples], inputs=[poly], label="Examples (one per degree pair)",
@@ -179,10 +198,12 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         latency = gr.Plot(figures.step_latency(()), label="Per-step latency", elem_id="step-latency")
         with gr.Accordion("Result as JSON", open=False):
             result = gr.JSON(elem_id="decompose-json")
-        state = gr.State(None)
+        state = gr.State(None, time_to_live=STATE_TTL_S)
         outputs = [warning, status, live, answers, classical, tree, step, latency, result, state]
+        # preprocess=False: decompose() checks every value itself, so bad API input gets a clear message.
         run_event = dict(fn=functools.partial(decompose, lab), inputs=[poly], inputs_kwargs=controls.by_name,
-                         outputs=outputs, concurrency_id=MODEL_QUEUE, concurrency_limit=1, show_progress_on=[status])
+                         outputs=outputs, concurrency_id=MODEL_QUEUE, concurrency_limit=1, show_progress_on=[status],
+                         preprocess=False)
         run.click(api_name="decompose", **run_event)
         poly.submit(api_visibility="private", **run_event)
         step.input(replay, [step, state], [tree, live, status], trigger_mode="always_last", api_visibility="private")

@@ -25,9 +25,31 @@ EXAMPLE_SEED = 2024  # fixes the clickable example problems
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one request may ask of a shared server; README's "Running it for others" lists them."""
+    max_runs: int = 20  # timed runs of a benchmark, and per configuration in Compare
+    max_warmup: int = 5  # benchmark warm-up runs
+    max_configs: int = 6  # configurations (rows) in one Compare
+    max_beam_tokens: int = 64 * 120  # width x max_new x polynomials of one decode: the page's widest search
+    max_recordings: int = 20  # profiler runs kept in the profile folder (the oldest are deleted)
+
+    def check_decode(self, opts: engine.DecodeOptions, problems: int = 1) -> None:
+        """Refuse a decode bigger than max_beam_tokens, saying which knobs to turn. The rows per problem are
+        the beams (or samples) of the widest stage: a cascade's stages run one after another."""
+        rows = max(stage.beams for stage in opts.stages())
+        work = rows * opts.max_new * problems
+        if work > self.max_beam_tokens:
+            what = f"width {rows} x max new tokens {opts.max_new}"
+            what += f" x {problems} polynomials" if problems > 1 else ""
+            raise ValueError(f"{what} = {work:,} beam tokens, more than this server's limit of "
+                             f"{self.max_beam_tokens:,}: lower the width or max new tokens")
+
+
+@dataclass(frozen=True)
 class LabConfig:
     checkpoint: str = engine.DEFAULT_CHECKPOINT  # checkpoint stem (weights + json)
     profile_dir: str = "profiles"  # where recordings go; TensorBoard reads it
+    limits: Limits = Limits()
 
     def model(self) -> engine.GPT:
         return load_model(self.checkpoint)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
 import gradio as gr
 
 import engine
 
-from . import figures
+from . import figures, jobs
 from .controls import option_controls, panel_options
 from .lab import MODEL_QUEUE, LabConfig, example_problems, user_errors
 from .tensorboard import PLUGIN_PATH, TensorBoard
@@ -49,7 +50,8 @@ def summary_markdown(s: dict) -> str:
     return (f"**{s.get('name', '')}** · f = {s.get('polynomial', '')} · "
             f"{s.get('prompt_tokens', '?')} prompt tokens\n\n"
             f"Recorded {s.get('total_ms', 0):.1f} ms (decoder's own timing {s.get('decoder_total_ms', 0):.1f} ms, "
-            f"prefill {s.get('prefill_ms', 0):.1f} ms, peak cache {s.get('cache_bytes', 0) / 1024:.0f} KiB) on "
+            f"prefill {s.get('prefill_ms', 0):.1f} ms, peak cache {s.get('cache_bytes', 0) / 1024:.0f} KiB, "
+            f"process peak {s.get('peak_rss_bytes', 0) / 2**20:.0f} MiB) on "
             f"{machine.get('cpu', '?')}, torch {machine.get('torch', '?')}\n\n"
             f"Answer: {prefix_as_math(answer.get('q') or '')} {verdict} · trace `{s.get('trace')}`")
 
@@ -81,23 +83,49 @@ def find_run(profile_dir: str, name: str | None) -> dict | None:
     return next((r for r in engine.list_runs(profile_dir) if r["name"] == name), None)
 
 
-def select_run(profile_dir: str, name: str | None):
+class Traces:
+    """The traces behind the download button, served straight from the profile folder.
+
+    Gradio copies every file a handler returns into its cache and keeps the copy (every trace ever shown
+    stayed on disk, downloadable after its run was pruned), unless the file is static. Each trace is made
+    static on its own, never the folder: a pruned run's trace is then simply gone, and nothing else in the
+    profile folder is served. One path per distinct recording is remembered for the server's lifetime."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._served: set[str] = set()
+
+    def serve(self, trace: str | None) -> str | None:
+        if trace is not None:
+            with self._lock:
+                if trace not in self._served:
+                    gr.set_static_paths([trace])
+                    self._served.add(trace)
+        return trace
+
+
+def select_run(profile_dir: str, traces: Traces, name: str | None):
     """The picked run's charts and its trace behind the download button."""
     run = find_run(profile_dir, name)
-    trace = run["trace"] if run else None
+    trace = traces.serve(run["trace"] if run else None)
     return (*show_summary(run["summary"] if run else None), gr.update(value=trace, interactive=trace is not None))
 
 
-def record(lab: LabConfig, text: str, name: str = "", **panel):
-    """Decode once under the profiler into the profiles folder; show the result and refresh the list.
-    `panel` holds the options panel's values by name (controls.PANEL; missing ones keep the preset's)."""
+def record(lab: LabConfig, traces: Traces, text: str, name: str = "", **panel):
+    """Decode once under the profiler into the profiles folder (at most limits.max_recordings kept: the
+    oldest go); show the result and refresh the list. `panel` holds the options panel's values by name
+    (controls.PANEL; missing ones keep the preset's), checked here as sent."""
     with user_errors("Profile"):
-        f = engine.parse_polynomial(text or "")
+        f = engine.parse_polynomial(text if isinstance(text, str) else "")
         opts = panel_options(**panel)
-        summary = engine.profile_run(lab.model(), f, opts, out_dir=lab.profile_dir, name=(name or "").strip() or None)
+        lab.limits.check_decode(opts)
+        run_name = name.strip() if isinstance(name, str) else ""
+        with jobs.exclusive("profile"):
+            summary = engine.profile_run(lab.model(), f, opts, out_dir=lab.profile_dir, name=run_name or None,
+                                         keep=lab.limits.max_recordings)
         rows, picker = runs_view(lab.profile_dir, summary["name"])
         run = find_run(lab.profile_dir, summary["name"])
-        trace = run["trace"] if run else None
+        trace = traces.serve(run["trace"] if run else None)
         return (*show_summary(summary), rows, picker, gr.update(value=trace, interactive=trace is not None))
 
 
@@ -138,13 +166,15 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             tb_button = gr.Button("Start TensorBoard", elem_id="tb-start", scale=1)
             tb_link = gr.Markdown(elem_id="tb-link")
         shown = [summary, phase_fig, phase_table, timeline, top_ops]
-        run.click(functools.partial(record, lab), [text, name], [*shown, runs, picker, download],
+        # preprocess=False: record() checks every value itself, so bad API input gets a clear message.
+        traces = Traces()
+        run.click(functools.partial(record, lab, traces), [text, name], [*shown, runs, picker, download],
                   inputs_kwargs=controls.by_name, api_name="profile", concurrency_id=MODEL_QUEUE, concurrency_limit=1,
-                  show_progress_on=[summary])
+                  show_progress_on=[summary], preprocess=False)
         listing = functools.partial(runs_view, lab.profile_dir)
         refresh.click(listing, picker, [runs, picker], api_name="list_runs")
         tab.load(lambda: listing(None), None, [runs, picker], api_visibility="private")
-        picker.input(functools.partial(select_run, lab.profile_dir), picker, [*shown, download],
+        picker.input(functools.partial(select_run, lab.profile_dir, traces), picker, [*shown, download],
                      api_visibility="private")
         tb_button.click(functools.partial(start_tensorboard, board), None, tb_link, api_name="tensorboard")
     return tab

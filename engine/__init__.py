@@ -11,20 +11,21 @@ import warnings
 warnings.filterwarnings("ignore", message=r".*found in sys.modules after import of package 'engine'",
                         category=RuntimeWarning)
 from .tokenizer import PAD_ID, SEP_ID, VOCAB, decode_text, encode
-from .device import machine_info, pick_device, set_threads, synchronize
+from .device import (machine_info, peak_rss_bytes, pick_device, release_memory, reset_peak_rss, rss_bytes, set_threads,
+                     synchronize)
 from .poly import (Poly, PolynomialError, Verdict, canonical_inner, classical_decomposition, degree,
                    describe_decomposition, from_prefix, parse_polynomial, to_latex, to_prefix, to_unicode, verify)
 from .model import GPT, PRESETS, GPTConfig
 from .data import ALL_PAIRS, DatasetError, Problem, generate, out_of_domain, read_dataset
 from .prompt import PROMPT_FORMATS, prompt_ids
 from .decoding import (ATTENTIONS, BEAM_CACHES, CACHE_STRATEGIES, CACHES, CUSTOM, DECODE_PRESETS, DECODERS,
-                       DEFAULT_CASCADE, MAX_SAMPLES, MAX_WIDTH, OPTION_FIELDS, STOP_REASONS, Accept, Answer, Beam,
-                       DecodeOptions, Decoded, Hypothesis, Step, best_answer, check_answer, decode, decode_polynomials,
-                       hf_decode, make_cache, options, parse_stages, preset, rank_answers, run_to_completion, solve,
-                       verifier)
+                       DEFAULT_CASCADE, MAX_SAMPLES, MAX_SEED, MAX_WIDTH, OPTION_FIELDS, STOP_REASONS, Accept, Answer,
+                       Beam, DecodeOptions, Decoded, Hypothesis, Step, best_answer, check_answer, decode,
+                       decode_polynomials, hf_decode, make_cache, options, parse_stages, preset, rank_answers,
+                       run_to_completion, solve, verifier)
 from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, Weights, export_hf, import_seed_checkpoint,
                          load_checkpoint, load_model, load_weights, save_checkpoint)
-from .profiler import PHASES, list_runs, profile_run
+from .profiler import PHASES, TRACE_SUFFIXES, list_runs, profile_run
 from .export import exported_hf
 from .bench import GEN_CASES, SUITES, case_problems, format_table, run_suite
 from .cli import add_runtime_args, apply_runtime_args

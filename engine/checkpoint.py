@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .device import pick_device
-from .model import GPT, PRESETS, GPTConfig
+from .model import GPT, PRESETS, GPTConfig, state_shapes
 from .tokenizer import PAD_ID, SEP_ID, VOCAB, vocab_for
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,24 @@ def save_checkpoint(model: GPT, path: str, meta: dict | None = None) -> str:
 
 
 def read_info(path: str) -> dict:
+    """`<stem>.json` as a dict, its shape checked (a JSON object with a "config" object); nothing is built."""
     stem = _stem(path)
     try:
         with open(stem + ".json", encoding="utf-8") as fh:
             info = json.load(fh)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint config at {stem}.json") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{stem}.json is not valid JSON: {e}") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{stem}.json must hold a JSON object, got {type(info).__name__}")
+    if not isinstance(info.get("config"), dict):
+        raise CheckpointError(f"{stem}.json has no \"config\" object")
+    if not isinstance(info.get("meta", {}), dict):
+        raise CheckpointError(f"{stem}.json: \"meta\" must be an object")
+    vocab = info.get("vocab", list(VOCAB))
+    if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
+        raise CheckpointError(f"{stem}.json: \"vocab\" must be a list of strings")
     return info
 
 
@@ -65,29 +75,101 @@ def _check_vocab(info: dict, cfg: GPTConfig, stem: str) -> None:
         raise CheckpointError(f"{stem}.json was made with a different vocabulary")
 
 
+MAX_CONFIG_VALUE = 1 << 31  # no config integer is anywhere near this; it keeps arithmetic on them sane
+
+
 def config_from_dict(d: dict) -> GPTConfig:
-    names = {f.name for f in fields(GPTConfig)}
-    unknown = set(d) - names
+    """A GPTConfig from its JSON object: every field of the right type (ints are ints, not strings or
+    booleans) and in range. Sizes are checked against the weights by check_shapes, before any tensor exists."""
+    types = {f.name: type(f.default) for f in fields(GPTConfig)}
+    unknown = set(d) - set(types)
     if unknown:
         raise CheckpointError(f"unknown config fields {sorted(unknown)}")
+    for name, value in d.items():
+        want = types[name]
+        if type(value) is not want:  # bool is an int subclass: exact type only
+            raise CheckpointError(f"config field {name!r} must be {want.__name__}, got {json.dumps(value)[:40]}")
+        if want is int and not 0 <= value < MAX_CONFIG_VALUE:
+            raise CheckpointError(f"config field {name!r} must be a whole number from 0 to 2**31 - 1, got {value}")
     try:
         return GPTConfig(**d)
-    except ValueError as e:
-        raise CheckpointError(f"bad model config: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"invalid config: {e}") from None
+
+
+# ---------------------------------------------------------------- the safetensors header, read before any weight
+
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def read_header(path: str) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors file's header, checked against the file: every tensor's
+    bytes must lie inside it and match its shape and dtype. Reads the header only (no tensor data)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if size < 8 or n > min(MAX_HEADER_BYTES, size - 8):
+                raise CheckpointError(f"{path} is not a safetensors file (bad header length)")
+            header = json.loads(fh.read(n))
+    except FileNotFoundError:
+        raise CheckpointError(f"no weights at {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} is not a safetensors file (unreadable header)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a safetensors file (header is not an object)")
+    data_bytes = size - 8 - n
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            shape, (lo, hi), itemsize = entry["shape"], entry["data_offsets"], DTYPE_BYTES[entry["dtype"]]
+            if not all(type(x) is int and x >= 0 for x in (*shape, lo, hi)):
+                raise TypeError
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: malformed header entry for {name!r}") from None
+        if not lo <= hi <= data_bytes or hi - lo != math.prod(shape) * itemsize:
+            raise CheckpointError(f"{path}: tensor {name!r} {tuple(shape)} does not fit the file's {data_bytes} "
+                                  f"data bytes")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def check_shapes(cfg: GPTConfig, shapes: dict[str, tuple[int, ...]], source: str) -> None:
+    """The config against the weights' shapes, before anything is allocated: a config that promises a bigger
+    (or different) model than the file holds is refused here, not by a failed multi-gigabyte allocation."""
+    layers = {k.split(".")[1] for k in shapes if k.startswith("blocks.")}
+    quick = {"tok_emb.weight": (cfg.vocab_size, cfg.n_embd), "pos_emb": (1, cfg.block_size, cfg.n_embd)}
+    for key, want in quick.items():
+        if shapes.get(key) != want:
+            raise CheckpointError(f"{source}: the config needs {key!r} of shape {want}, the weights hold "
+                                  f"{shapes.get(key, 'none')}")
+    if len(layers) != cfg.n_layer:
+        raise CheckpointError(f"{source}: the config has n_layer={cfg.n_layer}, the weights {len(layers)} layers")
+    expected = state_shapes(cfg)
+    for key, want in expected.items():
+        if shapes.get(key) != want:
+            raise CheckpointError(f"{source}: key {key!r} has shape {shapes.get(key, 'none')}, the config needs {want}")
+    extra = sorted(set(shapes) - set(expected))
+    if extra:
+        raise CheckpointError(f"{source}: unexpected key {extra[0]!r} ({len(extra)} unexpected)")
 
 
 def load_checkpoint(path: str = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu") -> tuple[GPT, dict]:
-    """Rebuild the model from `<stem>.json` + `<stem>.safetensors`. Returns (model in eval mode, meta)."""
+    """Rebuild the model from `<stem>.json` + `<stem>.safetensors`. Returns (model in eval mode, meta).
+
+    The JSON and the weights' header are validated (types, ranges, shapes) before any model is built."""
     stem = _stem(path)
     info = read_info(stem)
     cfg = config_from_dict(info["config"])
     _check_vocab(info, cfg, stem)
+    check_shapes(cfg, read_header(stem + ".safetensors"), stem + ".safetensors")
     model = GPT(cfg)
     try:
         state = load_file(stem + ".safetensors")
-    except FileNotFoundError:
-        raise CheckpointError(f"no weights at {stem}.safetensors") from None
-    except Exception as e:  # safetensors raises its own error type for corrupt headers
+    except Exception as e:  # safetensors raises its own error type for corrupt files
         raise CheckpointError(f"cannot read {stem}.safetensors: {e}") from None
     load_state(model, state, source=stem + ".safetensors")
     return model.to(device).eval(), info.get("meta", {})

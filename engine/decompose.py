@@ -5,7 +5,8 @@
     python -m engine.decompose "4a^4 + 12a^3 + 9a^2 - 1" --decoder cascade --cascade "greedy > beam 10 > beam 64"
 
 Options start from --preset (default: fastest) and any flag given overrides it. Errors in the input
-are one line on stderr and exit code 2.
+are one line on stderr and exit code 2. --json prints one object; its "best" is the first verified
+answer (else the top-scored one), "answers" keeps the model's score order.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dataclasses import asdict
 from .checkpoint import CheckpointError, load_weights
 from .cli import add_decode_args, add_runtime_args, apply_runtime_args, options_from_args
 from .data import out_of_domain
-from .decoding import Answer, DecodeOptions, decode_polynomials, rank_answers, run_to_completion
+from .decoding import Answer, DecodeOptions, best_answer, decode_polynomials, rank_answers, run_to_completion
 from .poly import Poly, PolynomialError, parse_polynomial, to_prefix, to_unicode
 
 
@@ -69,11 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     answers = rank_answers(f, result.hypotheses[0])
     note = out_of_domain(f)
+    best = best_answer(answers)
     if args.json:
         print(json.dumps({
             "input": args.polynomial, "f": to_unicode(f), "f_prefix": to_prefix(f), "options": asdict(opts),
             "device": str(device), "checkpoint": source, "trained": trained, "note": note,
-            "answers": [answer_dict(a) for a in answers],
+            "best": None if best is None else answer_dict(best), "answers": [answer_dict(a) for a in answers],
             "timings": {"prefill_ms": round(result.prefill_ms, 3), "total_ms": round(result.total_ms, 3),
                         "steps": len(result.steps)}}, ensure_ascii=False))
     else:

@@ -1,8 +1,14 @@
-"""Device choice, synchronisation for honest timings, CPU threads, and where a figure was measured."""
+"""Device choice, synchronisation for honest timings, CPU threads, where a figure was measured, and the
+process's memory (resident, peak, released)."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import gc
 import os
 import platform
+import sys
 from contextlib import nullcontext
 from importlib import metadata
 
@@ -67,3 +73,70 @@ def machine_info(device: torch.device | str | None = None) -> dict:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "transformers": _version("transformers"), "device": name}
+
+
+# ---------------------------------------------------------------- process memory
+
+@functools.cache
+def _libc():
+    """glibc, or None elsewhere (musl, macOS, Windows): malloc_trim is a glibc extension."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def release_memory() -> bool:
+    """Give memory that freed tensors left in the allocator back to the operating system.
+
+    A heavy job (no-cache attention on long prompts, wide beams) frees its temporaries, but glibc keeps
+    the freed pages in its arenas, so a server's resident memory only grows. This collects garbage,
+    asks glibc to return every free page of every arena (malloc_trim(0)) and empties the CUDA cache.
+    Returns True when malloc_trim ran (glibc only)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux: /proc; elsewhere the lifetime peak is all there is)."""
+    kib = _status_kib("VmRSS")
+    return kib * 1024 if kib is not None else peak_rss_bytes()
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-memory window (Linux: writing 5 to /proc/self/clear_refs resets VmHWM).
+    Returns False where the peak cannot be reset; peak_rss_bytes() is then the process's lifetime peak."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """The highest resident memory since reset_peak_rss() (or since the process started)."""
+    kib = _status_kib("VmHWM")
+    if kib is not None:
+        return kib * 1024
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB

@@ -50,6 +50,21 @@ PRESETS: dict[str, GPTConfig] = {
 }
 
 
+def state_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in GPT(cfg).state_dict(), without building anything: a checkpoint's config
+    is checked against its weights before a possibly huge model is allocated (tests keep this in step with GPT)."""
+    C, V = cfg.n_embd, cfg.vocab_size
+    shapes = {"tok_emb.weight": (V, C), "pos_emb": (1, cfg.block_size, C)}
+    for i in range(cfg.n_layer):
+        b = f"blocks.{i}."
+        shapes.update({b + "ln1.weight": (C,), b + "ln1.bias": (C,), b + "attn.qkv.weight": (3 * C, C),
+                       b + "attn.qkv.bias": (3 * C,), b + "attn.proj.weight": (C, C), b + "attn.proj.bias": (C,),
+                       b + "ln2.weight": (C,), b + "ln2.bias": (C,), b + "mlp.0.weight": (4 * C, C),
+                       b + "mlp.0.bias": (4 * C,), b + "mlp.2.weight": (C, 4 * C), b + "mlp.2.bias": (C,)})
+    shapes.update({"ln_f.weight": (C,), "ln_f.bias": (C,), "head.weight": (V, C)})
+    return shapes
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()

@@ -23,7 +23,8 @@ from .profiler import PHASES, profile_run
 def format_summary(s: dict) -> str:
     lines = [f"profile {s['name']}: {s['polynomial']}  ({s['prompt_tokens']} prompt tokens)",
              f"total {s['total_ms']:.1f} ms (wall {s['wall_ms']:.1f} ms), {len(s['steps'])} steps, "
-             f"cache {s['cache_bytes'] / 1024:.1f} KiB", "",
+             f"cache {s['cache_bytes'] / 1024:.1f} KiB, process peak {s['peak_rss_bytes'] / 2**20:.0f} MiB "
+             f"(before the decode {s['rss_before_bytes'] / 2**20:.0f} MiB)", "",
              f"| {'phase':<14} | {'ms':>9} | {'share':>6} | {'calls':>5} |",
              f"|{'-' * 16}|{'-' * 11}|{'-' * 8}|{'-' * 7}|"]
     for p in PHASES:

@@ -27,7 +27,7 @@ import torch
 from torch.profiler import ProfilerActivity, record_function, tensorboard_trace_handler
 
 from .decoding import DecodeOptions, Step, best_answer, decode_polynomials, rank_answers
-from .device import machine_info
+from .device import machine_info, peak_rss_bytes, reset_peak_rss, rss_bytes
 from .poly import Poly, to_unicode
 from .prompt import prompt_ids
 
@@ -199,10 +199,13 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
                 keep: int = 20, warmup: bool = True) -> dict:
     """Decode f once under the profiler; write the trace and summary.json to a new run; return the summary.
 
-    A first, unrecorded decode (warmup) keeps one-time costs (allocator growth, lazy init) out of the trace.
-    Raises ValueError (from decode) when f does not fit the model's block size."""
+    A first, unrecorded decode (warmup) keeps one-time costs (allocator growth, lazy init) out of the trace;
+    the process's peak resident memory is measured over it (else over the recorded decode, profiler buffers
+    included). Raises ValueError (from decode) when f does not fit the model's block size."""
     ids = prompt_ids(f, model.config.prompt_format)
     name = name or f"{opts.decoder}{opts.width if opts.decoder == 'beam' else ''}_{opts.cache}_{opts.attention}"
+    rss_before = rss_bytes()
+    peak_scope = "decode" if reset_peak_rss() else "process"
     if warmup:
         _run_decode(model, f, opts)
     t0 = time.perf_counter()
@@ -211,6 +214,8 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
         with record_function("verify"):
             answers = rank_answers(f, result.hypotheses[0])
     wall_ms = (time.perf_counter() - t0) * 1e3
+    if not warmup:
+        peak = peak_rss_bytes()
     traces = _trace_files(rec.run_dir)
     if not traces:
         raise RuntimeError(f"the profiler wrote no trace into {rec.run_dir}")
@@ -224,6 +229,7 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
         "decoder_total_ms": round(result.total_ms, 3), "prefill_ms": round(result.prefill_ms, 3),
         "steps": step_rows(steps), "decode_step_ms": profiled_steps(events),
         "cache_bytes": max((s.cache_bytes for s in steps), default=0),
+        "rss_before_bytes": rss_before, "peak_rss_bytes": peak, "peak_rss_scope": peak_scope,
         "top_ops": top_operators(events), "top_kernels": top_operators(events, category="kernel"),
         "answer": None if best is None else {"q": best.prefix, "verified": best.verified, "reason": best.reason},
         "run_dir": rec.run_dir, "out_dir": out_dir, "trace": os.path.basename(traces[0]),

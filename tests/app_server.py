@@ -93,16 +93,17 @@ class App:
 
 
 @contextlib.contextmanager
-def running_app(checkpoint: str, profile_dir: str) -> Iterator[App]:
+def running_app(checkpoint: str, profile_dir: str, args: tuple[str, ...] = (),
+                env: dict[str, str] | None = None) -> Iterator[App]:
     """`python app.py` on a free port, started in the background (call .wait() before using it, and do
-    other set-up meanwhile); stops it and its children afterwards."""
+    other set-up meanwhile); stops it and its children afterwards. `args` and `env` add flags and variables."""
     port = free_port()
     log_path = os.path.join(profile_dir, os.pardir, f"app-{port}.log")
     # One torch thread, for the reason in conftest.py; the tests check behaviour, not speed.
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--checkpoint", checkpoint,
-                                 "--profile-dir", profile_dir], cwd=ROOT, env=env, stdout=log,
+                                 "--profile-dir", profile_dir, *args], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -112,16 +113,19 @@ def running_app(checkpoint: str, profile_dir: str) -> Iterator[App]:
 
 
 @contextlib.contextmanager
-def served_app(root, n_problems: int) -> Iterator[SimpleNamespace]:
+def served_app(root, n_problems: int, args: tuple[str, ...] = ()) -> Iterator[SimpleNamespace]:
     """A frozen copy of the shipped weights served by `python app.py` under `root` (a pathlib directory),
-    with n (2,2) problems that checkpoint verifies, found while the app boots."""
+    with n (2,2) problems that checkpoint verifies, found while the app boots. Gradio's files (the copies it
+    serves, uploads) go to `cache_dir` under root, so a test can see everything the app writes."""
     checkpoint = frozen_weights(str(root))
-    profile_dir = root / "profiles"
+    profile_dir, cache_dir = root / "profiles", root / "gradio-cache"
     profile_dir.mkdir()
-    with running_app(checkpoint, str(profile_dir)) as app:
+    cache_dir.mkdir()
+    with running_app(checkpoint, str(profile_dir), args, {"GRADIO_TEMP_DIR": str(cache_dir)}) as app:
         problems = solvable_problems(checkpoint, n_problems)
         app.wait()
-        yield SimpleNamespace(app=app, url=app.url, profile_dir=str(profile_dir), problems=problems)
+        yield SimpleNamespace(app=app, url=app.url, profile_dir=str(profile_dir), cache_dir=str(cache_dir),
+                              problems=problems)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,8 @@
 """Checkpoints: safetensors round trip, the seed's minGPT state dicts, the Hugging Face export."""
+import json
 import math
+import os
+import re
 
 import pytest
 import torch
@@ -63,6 +66,73 @@ def test_save_load_round_trip(tmp_path):
         torch.testing.assert_close(loaded(x), model(x))
     again, meta2 = load_model(stem + ".safetensors", device="cpu")
     assert meta2["trained"] and again.config == model.config
+
+
+def crafted(tmp_path, change) -> str:
+    """A tiny checkpoint whose JSON was edited by `change(info) -> info` (a hostile or broken file)."""
+    torch.manual_seed(0)
+    stem = save_checkpoint(GPT(PRESETS["tiny"]), str(tmp_path / "crafted"))
+    with open(stem + ".json", encoding="utf-8") as fh:
+        info = json.load(fh)
+    with open(stem + ".json", "w", encoding="utf-8") as fh:
+        json.dump(change(info), fh)
+    return stem
+
+
+def set_config(**changes):
+    return lambda info: {**info, "config": {**info["config"], **changes}}
+
+
+CRAFTED = {
+    # the issue's three: a huge width (would allocate tens of GB), a number as a string, a list for the object
+    "n_embd 65536": (set_config(n_embd=65536), "tok_emb.weight"),
+    "n_embd as a string": (set_config(n_embd="256"), "'n_embd' must be int"),
+    "a JSON list": (lambda info: [info], "must hold a JSON object, got list"),
+    "n_layer as a bool": (set_config(n_layer=True), "'n_layer' must be int"),
+    "negative n_head": (set_config(n_head=-8), "must be a whole number from 0"),
+    "more layers than the weights": (set_config(n_layer=3), "n_layer=3"),
+    "longer block than the weights": (set_config(block_size=100_000), "pos_emb"),
+    "unknown field": (set_config(rotary=True), "unknown config fields"),
+    "config missing": (lambda info: {"vocab": info["vocab"]}, "no \"config\" object"),
+    "meta not an object": (lambda info: {**info, "meta": "x"}, "\"meta\" must be an object"),
+}
+
+
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_crafted_configs_are_refused_before_any_model_is_built(tmp_path, monkeypatch, name):
+    """A hostile config JSON (n_embd=65536 asked for 51.5 GB before any shape check; "256" gave a TypeError;
+    a list an AttributeError) is a CheckpointError naming the problem, and no GPT is ever constructed."""
+    change, message = CRAFTED[name]
+    stem = crafted(tmp_path, change)
+    built = []
+    monkeypatch.setattr(GPT, "__init__", lambda self, cfg: built.append(cfg) or pytest.fail("model built"))
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_checkpoint(stem)
+    assert built == []
+
+
+@pytest.mark.parametrize("name", ["n_embd 65536", "n_embd as a string", "a JSON list"])
+def test_cli_reports_a_crafted_checkpoint_in_one_line(tmp_path, capsys, name):
+    """The CLI's answer to a bad file is one `error:` line and exit code 2, never a traceback."""
+    from engine import decompose
+    stem = crafted(tmp_path, CRAFTED[name][0])
+    assert decompose.main(["a^4 + 2a^2 + 1", "--checkpoint", stem, "--max-new", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+
+
+def test_weights_that_do_not_fit_their_header_are_refused(tmp_path):
+    """A safetensors header that claims more bytes than the file holds is refused before loading."""
+    torch.manual_seed(0)
+    stem = save_checkpoint(GPT(PRESETS["tiny"]), str(tmp_path / "cut"))
+    with open(stem + ".safetensors", "r+b") as fh:
+        fh.truncate(os.path.getsize(stem + ".safetensors") - 4)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_checkpoint(stem)
+    with open(stem + ".safetensors", "wb") as fh:
+        fh.write((1 << 40).to_bytes(8, "little"))
+    with pytest.raises(CheckpointError, match="bad header length"):
+        load_checkpoint(stem)
 
 
 def test_seed_checkpoint_loads_and_reproduces_logits(tmp_path):

@@ -1,6 +1,7 @@
 """The web app's figure builders, formatting and handlers as plain functions (no server, tiny model)."""
 import copy
 import json
+import time
 
 import gradio as gr
 import plotly.graph_objects as go
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 import engine
-from demo import bench_tab, compare_tab, decompose_tab, figures, formatting, profile_tab
+from demo import bench_tab, compare_tab, decompose_tab, figures, formatting, jobs, profile_tab
 from demo.controls import CUSTOM, PANEL, PANEL_FIELDS, panel_options
 from demo.lab import LabConfig, example_problems
 
@@ -29,6 +30,11 @@ def lab(tmp_path_factory) -> LabConfig:
     root = tmp_path_factory.mktemp("lab")
     stem = engine.save_checkpoint(model, str(root / "tiny"))
     return LabConfig(checkpoint=stem, profile_dir=str(root / "profiles"))
+
+
+def final(gen):
+    """The last update a streaming handler yields (what an API client's predict() returns)."""
+    return list(gen)[-1]
 
 
 def scripted_steps() -> tuple:
@@ -252,12 +258,14 @@ def test_the_option_panel_is_the_decode_options_and_wired_by_name():
 # ---------------------------------------------------------------- handlers
 
 def test_decompose_streams_steps_then_a_result_without_tensors(lab):
-    outs = list(decompose_tab.decompose(lab, "4a^4 + 12a^3 + 9a^2 - 1", **panel()))
+    outs = list(decompose_tab.decompose(lab, "4a^4 + 12a^3 + 5a^2 - 6a - 2", **panel()))
     warning, status, live, answers, classical, tree, replay, latency, result, state = outs[-1]
     assert len(outs) == 2 + len(state["steps"])  # a first update, one per step, the result
     assert all(len(o[2]) > 0 for o in outs[1:-1])  # every streamed step shows its beams
     assert "f = P(Q)" in outs[0][4] and "Q = " in outs[0][4]  # the classical answer comes first
-    assert result["f"] == "4a^4 + 12a^3 + 9a^2 - 1" and len(result["answers"]) == 4
+    assert result["f"] == "4a^4 + 12a^3 + 5a^2 - 6a - 2" and len(result["answers"]) == 4
+    first_verified = next((a for a in result["answers"] if a["verified"]), result["answers"][0])
+    assert result["best"] == first_verified  # verified first, not the model's top score
     assert isinstance(tree, go.Figure) and isinstance(latency, go.Figure)
     flat = json.dumps(result)  # plain data only
     assert "tensor" not in flat.lower()
@@ -278,57 +286,122 @@ def test_bad_input_becomes_a_gr_error(lab, text):
         list(decompose_tab.decompose(lab, text, **panel()))
 
 
-def test_bad_option_becomes_a_gr_error(lab):
-    with pytest.raises(gr.Error):
-        list(decompose_tab.decompose(lab, "a^4 + 1", **panel(width=0)))
+@pytest.mark.parametrize("changes,message", [
+    (dict(width=0), "width must be from 1 to 64"), (dict(width=float("nan")), "width must be a whole number"),
+    (dict(width="ten"), "width must be a whole number"), (dict(max_new=121), "max new tokens must be from 1 to 120"),
+    (dict(cache=["static"]), "unknown KV cache"), (dict(preset=None), "unknown preset"),
+])
+def test_bad_option_becomes_a_gr_error_naming_the_field(lab, changes, message):
+    with pytest.raises(gr.Error, match=message):
+        list(decompose_tab.decompose(lab, "a^4 + 1", **panel(**changes)))
+
+
+def test_sampling_seed_and_knobs_are_checked():
+    """A 2**70 seed reached torch as an overflow; NaN knobs reached the decoder."""
+    with pytest.raises(ValueError, match="seed must be from 0 to"):
+        panel_options(**panel(decoder="sample", seed=2 ** 70))
+    with pytest.raises(ValueError, match="temperature must be from"):
+        panel_options(**panel(decoder="sample", temperature=float("nan")))
+    assert panel_options(**panel(decoder="sample", temperature="0.5", top_k="3", seed="7")).seed == 7
+
+
+def test_decode_work_is_capped(lab):
+    """width x max_new x polynomials beyond the server's limit is refused with the knobs to turn."""
+    limits = lab.limits
+    limits.check_decode(engine.DecodeOptions(width=64, max_new=120))  # the page's widest search fits
+    with pytest.raises(ValueError, match="lower the width or max new tokens"):
+        limits.check_decode(engine.DecodeOptions(width=64, max_new=120), problems=2)
 
 
 def test_compare_reports_identical_outputs_for_equivalent_configs(lab):
     rows = [["V3", "beam", 3, "", "", "", 5], ["fastest", "beam", 3, "", "", "", 5],
             ["custom", "greedy", "", "concat", "", "math", 5]]
-    verdict, latency, phases, table, raw = compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7", rows, 2,
-                                                               profiled=False)
+    verdict, latency, phases, table, raw = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
+                                                                     rows, 2, profiled=False))
     assert "Outputs differ" in verdict  # greedy returns one answer, beam three
     assert table[0][5] == "1.00x" and len(raw["stats"]) == 3
     assert [t.name for t in phases.data][:2] == ["prefill", "decode_step"]  # the decoder's own split
-    verdict, latency, phases, *_ = compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7", rows[:2], 1)
+    verdict, latency, phases, *_ = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7", rows[:2],
+                                                             1))
     assert "Outputs identical" in verdict
     assert "beam_select" in {t.name for t in phases.data}  # the profiled split names the beam phases
 
 
 def test_compare_runs_a_seed_batch_case(lab):
     rows = [["V1", "greedy", "", "", "", "", 3], ["V3", "greedy", "", "", "", "", 3]]
-    verdict, *_, raw = compare_tab.compare(lab, "batch_3_mixed", "", rows, 1, profiled=False)
+    verdict, *_, raw = final(compare_tab.compare(lab, "batch_3_mixed", "", rows, 1, profiled=False))
     assert "Outputs identical" in verdict and "3 polynomials" in verdict
 
 
-@pytest.mark.parametrize("rows", [[["V1", "beam", 3, "", "", "", 5]], [["V9", "", "", "", "", "", ""]] * 2,
-                                  [["V1", "beam", "wide", "", "", "", ""]] * 2])
-def test_compare_rejects_bad_configurations(lab, rows):
-    with pytest.raises(gr.Error):
-        compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 1", rows, 1, profiled=False)
+@pytest.mark.parametrize("rows,message", [
+    ([["V1", "beam", 3, "", "", "", 5]], "at least two"),
+    ([["V9", "", "", "", "", "", ""]] * 2, "unknown preset"),
+    ([["V1", "beam", "wide", "", "", "", ""]] * 2, "width must be a whole number"),
+    ([["V1", "beam", 3, "", "", "", 5]] * 200, "at most 6 configurations"),  # 200 rows were accepted once
+    ([["V1", "beam", 64, "", "", "", 120]] * 2, "beam tokens"),  # 64 x 120 x 3 polynomials of batch_3_mixed
+    ({"headers": compare_tab.COLUMNS, "data": "V1"}, "a list of rows"),
+])
+def test_compare_rejects_bad_configurations(lab, rows, message):
+    """Bad rows, too many rows and decodes beyond the server's limits are refused before any work starts."""
+    with pytest.raises(gr.Error, match=message):
+        list(compare_tab.compare(lab, "batch_3_mixed", "", rows, 1, profiled=False))
+
+
+@pytest.mark.parametrize("runs", [0, 21, "1500", float("nan"), "x"])
+def test_compare_caps_the_run_count(lab, runs):
+    rows = [["V3", "greedy", "", "", "", "", 3]] * 2
+    with pytest.raises(gr.Error, match="timed runs must be"):
+        list(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 1", rows, runs, profiled=False))
+
+
+def test_compare_reads_the_api_dataframe_payload(lab):
+    """API clients send the table as {"headers", "data", "metadata"} (the event skips Gradio's preprocessing)."""
+    table = {"headers": compare_tab.COLUMNS, "data": [["V3", "greedy", "", "", "", "", 3]] * 2, "metadata": None}
+    verdict, *_ = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 1", table, 1, False))
+    assert "Outputs identical" in verdict
 
 
 def test_profile_records_a_run_and_lists_it(lab):
-    out = profile_tab.record(lab, "a^4 + 2a^2 + 7", "unit", **panel())
+    traces = profile_tab.Traces()
+    out = profile_tab.record(lab, traces, "a^4 + 2a^2 + 7", "unit", **panel())
     summary_md, rows = out[0], out[5]
     assert "unit" in summary_md and "trace" in summary_md
     assert rows and rows[0][0].endswith("unit") and rows[0][5].endswith(".pt.trace.json")
     assert out[2] and out[2][0][0] in engine.PHASES  # the phase table
-    picked = profile_tab.select_run(lab.profile_dir, rows[0][0])
+    picked = profile_tab.select_run(lab.profile_dir, traces, rows[0][0])
     assert picked[-1]["value"].endswith(".pt.trace.json")
+    assert "process peak" in summary_md
+
+
+def test_traces_are_served_from_the_profile_folder_one_file_at_a_time(lab, tmp_path):
+    """Gradio kept a copy of every trace it served, also after the run was pruned; a static file is served
+    in place instead. Only the trace itself becomes static, never its folder."""
+    from gradio.utils import is_static_file
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    trace, other = run_dir / "host_1.1.pt.trace.json", run_dir / "notes.txt"
+    trace.write_text("{}")
+    other.write_text("x")
+    traces = profile_tab.Traces()
+    assert traces.serve(str(trace)) == str(trace) and traces.serve(None) is None
+    assert is_static_file(str(trace)) and not is_static_file(str(other))
 
 
 def test_benchmark_smoke_suite_returns_table_rows_and_chart(lab):
-    table, rows, chart, result = bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], "1", 0)
+    table, rows, chart, result = final(bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], "1", 0))
     assert "generation benchmark" in table
     assert len(rows["value"]) == len(result["rows"]) > 0
     assert isinstance(chart, go.Figure) and chart.data
 
 
-def test_benchmark_rejects_a_bad_run_count(lab):
-    with pytest.raises(gr.Error):
-        bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], "many", bench_tab.DEFAULT)
+@pytest.mark.parametrize("runs,warmup,message", [("many", bench_tab.DEFAULT, "timed runs must be a whole number"),
+                                                 ("1500", 0, "timed runs must be from 1 to 20"),
+                                                 (1, 6, "warm-up runs must be from 0 to 5"),
+                                                 (float("nan"), 0, "timed runs must be a whole number")])
+def test_benchmark_caps_run_counts(lab, runs, warmup, message):
+    """A run count of 1500 once held the shared queue for hours: counts are capped before any work starts."""
+    with pytest.raises(gr.Error, match=message):
+        list(bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], runs, warmup))
 
 
 @pytest.mark.parametrize("decoder", ["greedy", "sample"])
@@ -344,7 +417,8 @@ def test_decompose_with_one_beam_decoders(lab, decoder):
 def test_compare_runs_transformers_generate_beside_ours(lab):
     """The hf row goes through the exported GPT2LMHeadModel; greedy must match ours token for token."""
     rows = [["fastest", "greedy", "", "", "", "", 6], ["hf", "greedy", "", "", "", "", 6]]
-    verdict, latency, phases, table, raw = compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7", rows, 1)
+    verdict, latency, phases, table, raw = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
+                                                                     rows, 1))
     assert "Outputs identical" in verdict
     assert raw["configurations"][1]["hf"] and table[1][1].startswith("transformers generate()")
 
@@ -368,6 +442,40 @@ def test_app_threads_flag_sets_torch_threads_and_rejects_zero(capsys):
         assert app.parse_args(["--threads", "3"]).threads == 3 and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_closed_job_stops_its_worker_and_frees_the_model():
+    """Gradio closes a generator handler when its client cancels: the worker must stop at its next check
+    and release the model lock (a cancelled benchmark once kept a core busy for nine more minutes)."""
+    ticks = []
+
+    def work(check, report):
+        while True:
+            check()
+            report(0.5, "busy")
+            ticks.append(time.monotonic())
+            time.sleep(0.01)
+
+    gen = jobs.run("endless", work, idle="waiting")
+    assert next(gen) == "waiting"
+    gen.close()
+    assert jobs.MODEL_LOCK.acquire(timeout=5), "the cancelled worker still holds the model"
+    try:
+        stopped = len(ticks)
+        time.sleep(0.2)
+        assert len(ticks) == stopped  # no work after the lock came free
+    finally:
+        jobs.MODEL_LOCK.release()
+
+
+def test_a_job_hands_back_its_result_or_its_error():
+    gen = jobs.run("quick", lambda check, report: 42)
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            next(gen)
+    assert stop.value.value == 42
+    with pytest.raises(ValueError, match="bad"):
+        list(jobs.run("failing", lambda check, report: (_ for _ in ()).throw(ValueError("bad"))))
 
 
 def test_the_model_is_loaded_once(lab):

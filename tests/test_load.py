@@ -1,6 +1,7 @@
-"""Load: 8 gradio_client users run beam searches on different polynomials against one running app while a
-ninth records a profile. Every user must get a verified answer for its own polynomial, nothing may fail,
-and the recording must be a complete, readable trace."""
+"""Load: 16 gradio_client users stream beam searches on different polynomials from one running app while
+another records a profile. Every user must see its search stream step by step and get a verified answer
+(and `best`) for its own polynomial, nothing may fail, and the recording must be a complete, readable trace.
+Part of the reliability suite (tests/test_reliability.py has the rest)."""
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ from app_server import served_app
 import engine
 from demo.formatting import ascii_poly
 
-USERS = 8
+USERS = 16
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +23,12 @@ def server(tmp_path_factory):
         yield served
 
 
-def beam_search(url: str, f) -> dict:
+def beam_search(url: str, f) -> tuple[int, dict]:
+    """(streamed updates seen, the final result JSON) of one streaming client."""
     client = Client(url, verbose=False)
-    return client.predict(ascii_poly(f), width=10, api_name="/decompose")[-1]  # the result JSON
+    job = client.submit(ascii_poly(f), width=10, api_name="/decompose")
+    updates = sum(1 for _ in job)  # the live beams of every step, as they come
+    return updates, job.result()[-1]
 
 
 def record_profile(url: str) -> str:
@@ -41,9 +45,11 @@ def test_concurrent_beam_searches_and_a_profile(server):
         recording = pool.submit(record_profile, url)
         results = [s.result(timeout=600) for s in searches]
         summary_md = recording.result(timeout=600)
-    for (f, _), result in zip(problems, results):
+    for (f, _), (updates, result) in zip(problems, results):
         assert result["f"] == ascii_poly(f), "a user received someone else's result"
+        assert updates >= result["steps"]  # streamed: at least one update per decode step
         best = next(a for a in result["answers"] if a["verified"])
+        assert result["best"] == best  # the first verified answer, whatever the model's order
         q = engine.parse_polynomial(best["q"])
         assert engine.verify(f, q).ok  # checked here again, independently of the app
     assert "under-load" in summary_md

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.decoding.cache import make_cache
-from engine.model import GPT, PRESETS, GPTConfig
+from engine.model import GPT, PRESETS, GPTConfig, state_shapes
 
 
 
@@ -96,3 +96,11 @@ def test_last_only_is_the_last_position(model):
     x = torch.randint(0, 31, (2, 9))
     with torch.no_grad():
         torch.testing.assert_close(model(x, last_only=True), model(x)[:, -1:])
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_state_shapes_match_the_model(name):
+    """Checkpoint validation reads shapes from state_shapes() instead of building the model: it must name
+    exactly the tensors GPT has, with their shapes (guards against the two drifting apart)."""
+    cfg = dataclasses.replace(PRESETS[name], n_layer=2, block_size=40)
+    assert state_shapes(cfg) == {k: tuple(v.shape) for k, v in GPT(cfg).state_dict().items()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
+from typing import Callable
 
 from ..device import machine_info
 from .frontier import frontier
@@ -24,13 +26,15 @@ SMOKE_PROBLEMS = {"beam": 3, "hf": 4}
 def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup: int | None = None,
               checkpoint: str | None = None, preset: str | None = None, progress: Progress | None = None,
               out_dir: str | None = DEFAULT_OUT, device: str | None = None,
-              pairs: list[tuple[int, int]] | None = None, problems: int | None = None) -> dict:
+              pairs: list[tuple[int, int]] | None = None, problems: int | None = None,
+              check: Callable[[], None] | None = None) -> dict:
     """Run one suite and return its result (the object the CLI prints as its last line).
 
     smoke: tiny random model, few problems, small grid (seconds). out_dir: where <suite>.json is written;
     None writes nothing. device: cpu or cuda (default: cuda when present). pairs, problems: the frontier
-    suite's degree pairs and problems per pair (its defaults when None). Raises ValueError for an unknown
-    suite or bad counts."""
+    suite's degree pairs and problems per pair (its defaults when None). check: called between decode
+    steps; whatever it raises stops the suite there (how the app cancels a run). Raises ValueError for an
+    unknown suite or bad counts."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
     if name != "frontier" and (pairs or problems is not None):
@@ -42,7 +46,7 @@ def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup
     warmup = (small if smoke else full)[1] if warmup is None else warmup
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
-    subject = load_subject(checkpoint, preset, smoke, device)
+    subject = replace(load_subject(checkpoint, preset, smoke, device), check=check)
     if name == "generation":
         result = generation(subject, runs, warmup, progress)
     elif name == "beam":

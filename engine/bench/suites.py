@@ -57,9 +57,9 @@ def generation(subject: Subject, runs: int, warmup: int, progress: Progress | No
         lengths = sorted(len(p) for p in prompts)
         report(progress, ci / len(GEN_CASES), f"generation {case}")
         max_new = max_new_for(subject, batch)
-        fns = {name: partial(run_ours, subject.model, prompts, preset(name, decoder="greedy", width=1, max_new=max_new))
-               for name in GEN_PRESETS}
-        for name, (times, result) in interleaved(fns, subject.device, runs, warmup).items():
+        fns = {name: partial(run_ours, subject.model, prompts, preset(name, decoder="greedy", width=1, max_new=max_new),
+                             subject.check) for name in GEN_PRESETS}
+        for name, (times, result) in interleaved(fns, subject.device, runs, warmup, subject.check).items():
             outputs[case, name] = best_hyps(result)
             avg[case, name] = sum(times) / len(times)
             rows.append({"case": case, "batch": len(batch), "prompt_tokens": f"{lengths[0]}-{lengths[-1]}",
@@ -94,7 +94,7 @@ def _beam_pass(subject: Subject, batch: list, opts, batched: bool):
     batched rows do the same work."""
     groups = [batch] if batched else [[p] for p in batch]
     o = _with_max_new(opts, max_new_for(subject, batch))
-    return [(g, run_ours(subject.model, problem_prompts(subject.model, g), o)) for g in groups]
+    return [(g, run_ours(subject.model, problem_prompts(subject.model, g), o, subject.check)) for g in groups]
 
 
 def _with_max_new(opts, max_new: int):
@@ -198,6 +198,8 @@ def _pass(subject: Subject, batch: list, bsz: int, fn, opts) -> list:
     """Decode batch in groups of bsz with fn(prompts, opts); returns the Decoded of each group."""
     out = []
     for lo in range(0, len(batch), bsz):
+        if subject.check is not None:
+            subject.check()
         group = batch[lo: lo + bsz]
         out.append(fn(problem_prompts(subject.model, group), _with_max_new(opts, max_new_for(subject, group))))
     return out

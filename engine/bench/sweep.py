@@ -5,6 +5,8 @@ The result is JSON like every suite's; demo/figures.py draws its heatmaps (the e
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from ..checkpoint import random_model
 from ..data import generate
 from ..decoding import preset
@@ -34,7 +36,8 @@ def synthetic_prompt(length: int) -> list[int]:
     return base[: length - 1] + [SEP_ID]
 
 
-def _cell(model, device, prompt: list[int], width: int, new: int, runs: int) -> tuple[dict, dict]:
+def _cell(model, device, prompt: list[int], width: int, new: int, runs: int,
+          check: Callable[[], None] | None = None) -> tuple[dict, dict]:
     """ms and best ids per strategy (plus "none") at one grid point."""
     ms, ids = {}, {}
     for strategy in (("none", "gather"),) + STRATEGIES:
@@ -42,7 +45,7 @@ def _cell(model, device, prompt: list[int], width: int, new: int, runs: int) -> 
                       max_new=new)
         times = []
         for _ in range(runs):
-            t, result = timed(lambda: run_ours(model, [prompt], opts), device)
+            t, result = timed(lambda: run_ours(model, [prompt], opts, check), device)
             times.append(t)
         key = "none" if strategy[0] == "none" else label(strategy)
         ms[key], ids[key] = sum(times) / len(times), best_hyps(result)
@@ -61,8 +64,8 @@ def sweep(subject: Subject, runs: int, warmup: int, smoke: bool = False, progres
             models.clear()  # one model in memory at a time
             models[size] = random_model(size).to(subject.device)
             for _ in range(warmup):
-                _cell(models[size], subject.device, synthetic_prompt(grid["lengths"][0]), 1, 2, 1)
-        ms, ids = _cell(models[size], subject.device, synthetic_prompt(L), w, grid["new"], runs)
+                _cell(models[size], subject.device, synthetic_prompt(grid["lengths"][0]), 1, 2, 1, subject.check)
+        ms, ids = _cell(models[size], subject.device, synthetic_prompt(L), w, grid["new"], runs, subject.check)
         for v in ids.values():
             ok, t = agreement(v, ids["none"])
             identical, ties = identical and ok, ties + t

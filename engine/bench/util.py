@@ -34,6 +34,7 @@ class Subject:
     trained: bool       # False: random weights, END is unreachable and answer lengths are forced
     device: torch.device
     answer_cap: int | None = None  # smoke runs: at most this many tokens per answer
+    check: Callable[[], None] | None = None  # called between decode steps; raises to stop the suite
 
 
 def load_subject(checkpoint: str | None = None, preset: str | None = None, smoke: bool = False,
@@ -84,20 +85,27 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object
 
 
 def interleaved(fns: dict[str, Callable[[], object]], device: torch.device, runs: int,
-                warmup: int) -> dict[str, tuple[list[float], object]]:
+                warmup: int, check: Callable[[], None] | None = None) -> dict[str, tuple[list[float], object]]:
     """{name: (ms per run, last result)}: `warmup` unmeasured rounds, then `runs` measured ones. The
     contenders take turns run by run, so a slow spell of the machine hits all of them alike instead of
-    whichever happened to be measured then."""
+    whichever happened to be measured then. `check` runs before every call (it raises to stop)."""
     for _ in range(warmup):
         for fn in fns.values():
+            _check(check)
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     last: dict[str, object] = {}
     for _ in range(runs):
         for name, fn in fns.items():
+            _check(check)
             ms, last[name] = timed(fn, device)
             times[name].append(ms)
     return {name: (times[name], last[name]) for name in fns}
+
+
+def _check(check: Callable[[], None] | None) -> None:
+    if check is not None:
+        check()
 
 
 def stats(times: Sequence[float]) -> dict:
@@ -105,8 +113,9 @@ def stats(times: Sequence[float]) -> dict:
             "max_ms": round(max(times), 2)}
 
 
-def run_ours(model: GPT, prompts: Sequence[Sequence[int]], opts: DecodeOptions) -> Decoded:
-    return run_to_completion(decode(model, prompts, opts))
+def run_ours(model: GPT, prompts: Sequence[Sequence[int]], opts: DecodeOptions,
+             check: Callable[[], None] | None = None) -> Decoded:
+    return run_to_completion(decode(model, prompts, opts), check)
 
 
 def best_hyps(result: Decoded) -> list[Hypothesis | None]:

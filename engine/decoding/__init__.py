@@ -10,5 +10,5 @@ from .decode import check_prompts, decode, run_to_completion
 from .events import STOP_REASONS, Accept, Beam, Decoded, Hypothesis, Step
 from .hf import hf_decode
 from .options import (ATTENTIONS, BEAM_CACHES, CACHES, CUSTOM, DECODE_PRESETS, DECODERS, DEFAULT_CASCADE, MAX_SAMPLES,
-                      MAX_WIDTH, OPTION_FIELDS, DecodeOptions, options, parse_stages, preset)
+                      MAX_SEED, MAX_WIDTH, OPTION_FIELDS, DecodeOptions, options, parse_stages, preset)
 from .session import left_pad

@@ -17,7 +17,7 @@ its best live beam cannot beat the worst of them, or at max_new, where the top K
 """
 from __future__ import annotations
 
-from typing import Generator, Sequence
+from typing import Callable, Generator, Sequence
 
 from .beam import beam_search
 from .cascade import cascade
@@ -60,9 +60,12 @@ def decode(model, prompts: Sequence[Sequence[int]], opts: DecodeOptions,
     return greedy_or_sample(model, prompts, opts, accept)
 
 
-def run_to_completion(gen: Generator[Step, None, Decoded]) -> Decoded:
-    """Drive a decoder to its end and return its Decoded."""
+def run_to_completion(gen: Generator[Step, None, Decoded], check: Callable[[], None] | None = None) -> Decoded:
+    """Drive a decoder to its end and return its Decoded. `check` runs before every step: a long job
+    stops between steps by raising from it (the app's cancel does)."""
     while True:
+        if check is not None:
+            check()
         try:
             next(gen)
         except StopIteration as stop:

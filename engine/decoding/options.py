@@ -9,6 +9,7 @@ plus overrides (used by every command line, tab and tool).
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields, replace
 
@@ -22,6 +23,7 @@ MAX_SAMPLES = 64
 MAX_STAGES = 6
 DEFAULT_CASCADE = "greedy > beam 10 > beam 64"
 _STAGE = re.compile(r"(greedy)|(beam|sample)\s*(\d+)")
+MAX_SEED = 2 ** 63 - 1  # torch.Generator seeds are 64-bit
 CUSTOM = "custom"  # the preset name that starts from the DecodeOptions defaults
 
 
@@ -65,6 +67,10 @@ class DecodeOptions:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
+        if not math.isfinite(self.length_penalty):
+            raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
 
     @property
     def beams(self) -> int:
