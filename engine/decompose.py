@@ -2,7 +2,7 @@
 
     python -m engine.decompose "3(a^2+2a)^2 - 5(a^2+2a) + 7" --decoder beam --width 10
     python -m engine.decompose "a^4 + 4a^3 + 2a^2 - 4a + 1" --preset V1 --json
-    python -m engine.decompose "4a^4 + 12a^3 + 9a^2 - 1" --decoder cascade --cascade "greedy > beam 10 > beam 64"
+    python -m engine.decompose "4a^4 + 12a^3 + 5a^2 - 6a - 2" --decoder cascade --cascade "greedy > beam 10 > beam 64"
 
 Options start from --preset (default: fastest) and any flag given overrides it. Errors in the input
 are one line on stderr and exit code 2. --json prints one object; its "best" is the first verified

@@ -208,6 +208,7 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
     peak_scope = "decode" if reset_peak_rss() else "process"
     if warmup:
         _run_decode(model, f, opts)
+        peak = peak_rss_bytes()
     t0 = time.perf_counter()
     with profile(name, out_dir) as rec:
         steps, result = _run_decode(model, f, opts)

@@ -113,9 +113,9 @@ def test_every_caller_feeds_the_models_own_format(e1_checkpoint, fed, tmp_path, 
     list(decompose_tab.decompose(lab, "4a^4 + 12a^3 + 9a^2 - 1", decoder="greedy", max_new=3))
     assert fed[0] == want
     fed.clear()
-    compare_tab.compare(lab, compare_tab.POLYNOMIAL, "4a^4 + 12a^3 + 9a^2 - 1",
-                        [["V3", "greedy", "", "", "", "", 3], ["fastest", "greedy", "", "", "", "", 3]], 1,
-                        profiled=False)
+    list(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "4a^4 + 12a^3 + 9a^2 - 1",
+                             [["V3", "greedy", "", "", "", "", 3], ["fastest", "greedy", "", "", "", "", 3]], 1,
+                             profiled=False))
     assert fed and all(row == want for row in fed)
     x, _ = make_batch([problem], "e1")
     assert x[0, : len(prompt_ids(problem.f, "e1"))].tolist() == prompt_ids(problem.f, "e1")
