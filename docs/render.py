@@ -128,12 +128,15 @@ def run_block(path: str, every: int = 3) -> str:
 
 
 def eval_block(prefix: str) -> str:
-    results = {}
+    results, checkpoints = {}, set()
     for key, _ in COLUMNS:
         path = os.path.join(MODEL_DIR, f"eval_{prefix}_{key}.json")
         if os.path.exists(path):
             with open(path) as fh:
-                results[key] = {re.search(r"(\d_\d)\.txt$", r["file"]).group(1): r for r in json.load(fh)["results"]}
+                data = json.load(fh)
+            results[key] = {re.search(r"(\d_\d)\.txt$", r["file"]).group(1): r for r in data["results"]}
+            ck = data.get("checkpoint", "?")
+            checkpoints.add(os.path.relpath(ck, ROOT) if os.path.isabs(ck) else ck)
     cols = [(k, label) for k, label in COLUMNS if k in results]
     head = "| pair | problems | " + " | ".join(label for _, label in cols) + " | seed's greedy |"
     lines = [head, "|" + "---|" * (len(cols) + 3)]
@@ -144,18 +147,8 @@ def eval_block(prefix: str) -> str:
         lines.append(f"| {pair} | {n} | " + " | ".join(cells) + f" | {SEED_GREEDY[pair]}% |")
     notes = [f"{label}: `{results[k][PAIRS[0]]['decoder']}`, width/samples {results[k][PAIRS[0]]['width']}"
              for k, label in cols if PAIRS[0] in results[k]]
-    checkpoints = sorted({os.path.relpath(r["checkpoint"], ROOT) if os.path.isabs(r["checkpoint"]) else r["checkpoint"]
-                          for r in checkpoints_of(prefix)})
-    notes.append("checkpoint " + ", ".join(checkpoints))
+    notes.append("checkpoint " + ", ".join(sorted(checkpoints)))
     return "\n".join(lines + [""] + ["Decoders: " + "; ".join(notes) + "."] if notes else lines)
-
-
-def checkpoints_of(prefix: str) -> list[dict]:
-    out = []
-    for path in sorted(glob.glob(os.path.join(MODEL_DIR, f"eval_{prefix}_*.json"))):
-        with open(path) as fh:
-            out.append({"checkpoint": json.load(fh).get("checkpoint", "?")})
-    return out
 
 
 FRONTIER_GLOB = os.path.join(ROOT, "docs", "bench", "frontier_*", "frontier.json")

@@ -28,7 +28,8 @@ def pick_examples(model, width: int = 10, candidates: int = 16, coeff_range: int
     for i, j in ALL_PAIRS:
         problems = generate(i, j, candidates, seed=EXAMPLES_SEED, coeff_range=coeff_range)
         ranked = solve(model, [p.f for p in problems], opts)
-        hits = [(p, best_answer(r)) for p, r in zip(problems, ranked) if best_answer(r) and best_answer(r).verified]
+        best = [(p, best_answer(r)) for p, r in zip(problems, ranked)]
+        hits = [(p, a) for p, a in best if a and a.verified]
         p, answer = hits[0] if hits else (problems[0], None)
         out.append({"pair": f"{i}_{j}", "f": list(p.f), "text": to_unicode(p.f), "verified": answer is not None,
                     "q": list(answer.q) if answer else None, "solved": f"{len(hits)}/{len(problems)}"})
