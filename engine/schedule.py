@@ -53,3 +53,24 @@ def adapt_mix(mix: dict[tuple[int, int], float], accuracy: dict[tuple[int, int],
 
 def format_mix(mix: dict[tuple[int, int], float]) -> str:
     return ",".join(f"{i}_{j}:{w:.4f}" for (i, j), w in mix.items())
+
+
+class StepClock:
+    """Training time per step that leaves out pauses. A step during which the process was stopped (SIGSTOP, e.g.
+    while a benchmark times on idle cores) and continued (SIGCONT) counts as the median of the recent steps, so
+    the budget, the schedule and the logged minutes hold training only."""
+
+    def __init__(self, keep: int = 25):
+        self.recent: list[float] = []
+        self.keep, self.paused = keep, False
+
+    def continued(self, *_) -> None:  # the SIGCONT handler
+        self.paused = True
+
+    def seconds(self, measured: float) -> float:
+        dt = measured
+        if self.paused and self.recent:
+            dt = min(measured, sorted(self.recent)[len(self.recent) // 2])
+        self.paused = False
+        self.recent = (self.recent + [dt])[-self.keep:]
+        return dt

@@ -44,7 +44,7 @@ from .device import machine_info
 from .distributed import Dist, all_gather_objects, broadcast_object, gather_rows
 from .model import GPT, PRESETS
 from .prompt import PROMPT_FORMATS
-from .schedule import adapt_mix, format_mix, in_cooldown, lr_at, progress
+from .schedule import StepClock, adapt_mix, format_mix, in_cooldown, lr_at, progress
 from .validation import validate
 
 log = logging.getLogger(__name__)
@@ -290,6 +290,8 @@ def train_loop(args, start: Start, net, streams: Streams, device, d: Dist = Dist
     state_path, stable_path = (os.path.join(args.run_dir, n) for n in ("state.pt", "stable.pt"))
     stop = {"now": False, "agreed": False}  # under torchrun a stop counts once every process knows of it
     signal.signal(signal.SIGTERM, lambda *a: stop.update(now=True))
+    clock = StepClock()
+    signal.signal(signal.SIGCONT, clock.continued)  # time stopped under SIGSTOP is not training time
     stopping = (lambda: stop["agreed"]) if d.enabled else (lambda: stop["now"])  # noqa: E731
     step, elapsed, seg = start.step, start.elapsed, segment(args, start)
     hist = lambda: history_until(start.history, seg, step, elapsed, streams.mix)  # noqa: E731
@@ -322,7 +324,7 @@ def train_loop(args, start: Start, net, streams: Streams, device, d: Dist = Dist
             loss_sum, xs = train_step(args, start, net, streams, device, autocast, lr)
             # One exchange per step: every process then agrees on the time (the schedule and the budget depend
             # on it), on stopping and on saving; rank 0 logs the whole step.
-            rows = gather_rows(d, [time.time() - t0, sum(x.numel() for x in xs), loss_sum, sum(x.size(0) for x in xs),
+            rows = gather_rows(d, [clock.seconds(time.time() - t0), sum(x.numel() for x in xs), loss_sum, sum(x.size(0) for x in xs),
                                    max(x.size(1) for x in xs), stop["now"], time.time() - last_save > args.save_every],
                                device)
             dt, tokens, loss = rows[:, 0].max().item(), rows[:, 1].sum().item(), rows[:, 2].sum().item() / streams.count
@@ -332,6 +334,7 @@ def train_loop(args, start: Start, net, streams: Streams, device, d: Dist = Dist
             bar.set_postfix(step=step, loss=f"{loss:.3f}", tok_s=f"{tokens / dt:,.0f}", T=T)
             bar.update(dt / 60 if args.minutes else 1)
             log_w.writerow([step, f"{elapsed:.1f}", f"{loss:.4f}", f"{tokens / dt:.0f}", B, T, f"{lr:.2e}"])
+            log_fh.flush()  # one short line per step: the log is current for anyone watching
             finished = progress(step, elapsed, args) >= 1.0
             if step % args.eval_every == 0 or finished:
                 validation_round(args, start.model, streams, step, elapsed, csv.writer(val_fh), d)

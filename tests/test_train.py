@@ -1,13 +1,17 @@
 """The trainer: answer-only loss masks, a short run, resume and export."""
 import csv
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 from engine.checkpoint import load_checkpoint
 from engine.data import random_problem
-from engine.schedule import TARGETS, adapt_mix, lr_at, progress
+from engine.schedule import TARGETS, StepClock, adapt_mix, lr_at, progress
 from engine.batches import make_batch, problem_ids
 from engine.train import main, parse_args
 from engine.tokenizer import SEP_ID
@@ -148,3 +152,32 @@ def test_prompt_format_is_fixed_by_the_run_and_used_for_training(tmp_path):
     assert torch.load(os.path.join(run, "state.pt"), weights_only=True)["config"]["prompt_format"] == "e1"
     with pytest.raises(SystemExit):
         main(common + ["--max-steps", "4", "--resume", "--prompt-format", "seed"])
+
+
+def test_step_clock_leaves_out_a_pause():
+    """Guards against a benchmark's SIGSTOP pause being counted as training time (budget, schedule, log)."""
+    clock = StepClock()
+    assert [clock.seconds(t) for t in (1.0, 1.2, 0.8)] == [1.0, 1.2, 0.8]
+    clock.continued()
+    assert clock.seconds(300.0) == 1.0  # the step that held the pause counts as a typical step
+    assert clock.seconds(1.1) == 1.1
+
+
+def test_a_stopped_and_continued_run_does_not_count_the_pause(tmp_path):
+    """The real signals on a real run: a 4 s SIGSTOP does not show up in the logged training time."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "engine.train", "--preset", "tiny", "--run-dir", str(run), "--mix", "2_2",
+           "--batch-tokens", "4096", "--max-steps", "200", "--eval-every", "1000", "--eval-n", "2", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = run / "log.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be paused"
+    proc.send_signal(signal.SIGSTOP)
+    time.sleep(4)
+    proc.send_signal(signal.SIGCONT)
+    assert proc.wait(timeout=300) == 0
+    elapsed = [float(r[1]) for r in csv.reader(log.open())]
+    assert len(elapsed) == 200
+    assert max(b - a for a, b in zip(elapsed, elapsed[1:])) < 3.0
