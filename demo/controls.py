@@ -15,7 +15,8 @@ import engine
 CUSTOM = engine.CUSTOM
 SPEED_FIELDS = ("cache", "beam_cache", "attention")  # what a preset sets in the panel
 HIDDEN_FIELDS = ("grad_mode", "rebuild_masks", "one_at_a_time")  # what a preset sets beyond the panel
-PANEL_FIELDS: tuple[str, ...] = tuple(f for f in engine.OPTION_FIELDS if f not in HIDDEN_FIELDS)
+VIEW_FIELDS = ("alternatives",)  # what a tab sets for its own views (the beam tree's hover), never a user
+PANEL_FIELDS: tuple[str, ...] = tuple(f for f in engine.OPTION_FIELDS if f not in HIDDEN_FIELDS + VIEW_FIELDS)
 PANEL: tuple[str, ...] = ("preset", *PANEL_FIELDS)  # the handlers' keyword parameters
 _TYPES = {f.name: {"int": int, "float": float, "str": str, "bool": bool}[str(f.type)]
           for f in fields(engine.DecodeOptions)}

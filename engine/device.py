@@ -43,6 +43,14 @@ def phase(name: str):
     return record_function(name) if torch.autograd._profiler_enabled() else nullcontext()
 
 
+STEP_PREFIX = "ProfilerStep#"  # what torch.profiler's step() names a step; TensorBoard's plugin counts these
+
+
+def step_range(step: int):
+    """The profiler step range of one decode step (TensorBoard's Overview shows one step per range)."""
+    return phase(f"{STEP_PREFIX}{step}")
+
+
 def set_threads(n: int | None) -> None:
     """Set torch's intra-op CPU threads for a CLI's --threads flag (None: leave torch's choice)."""
     if n is None:

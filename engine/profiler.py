@@ -1,8 +1,11 @@
 """torch.profiler around one decode: a TensorBoard trace plus a phase summary.
 
 Each recording goes to `<out_dir>/<run>/`: the trace that TensorBoard's PyTorch Profiler plugin reads
-(`<worker>.<timestamp>.pt.trace.json`, so `tensorboard --logdir profiles` lists the run) and a
-`summary.json` with the wall time per phase. The plugin does not aggregate record_function ranges, so
+(`<run>.pt.trace.json`: the plugin takes the part before `.pt.trace.json` as the worker's name, so
+`tensorboard --logdir profiles` lists the run and a downloaded trace keeps the run's name) and a
+`summary.json` with the wall time per phase. The decoders run each decode step inside a `ProfilerStep#<k>`
+range (device.step_range: the name torch.profiler's step() gives its steps), so the plugin's Overview shows
+one step per decode step. The plugin does not aggregate record_function ranges, so
 the phase split is computed here from the profiler's own events: every range is charged its exclusive
 time (its length minus the phase ranges nested in it), and whatever no phase covers is "other", so the
 shares always add up to the total.
@@ -13,7 +16,6 @@ import gzip
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 import threading
@@ -24,10 +26,10 @@ from datetime import datetime, timezone
 from typing import Iterator
 
 import torch
-from torch.profiler import ProfilerActivity, record_function, tensorboard_trace_handler
+from torch.profiler import ProfilerActivity, record_function
 
 from .decoding import DecodeOptions, Step, best_answer, decode_polynomials, rank_answers
-from .device import machine_info, peak_rss_bytes, reset_peak_rss, rss_bytes
+from .device import STEP_PREFIX, machine_info, peak_rss_bytes, reset_peak_rss, rss_bytes
 from .poly import Poly, to_unicode
 from .prompt import prompt_ids
 
@@ -40,6 +42,7 @@ RUN_LABEL = "polydecode_run"  # the range around the whole recorded work; its le
 TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
 SUMMARY_FILE = "summary.json"
 TOP_OPS = 15
+MAX_TIMELINE_OPS = 4000  # outermost operators drawn in the trace view; the phases are always all drawn
 
 # torch.profiler is process-global: two recordings at once would mix their events. One at a time.
 _LOCK = threading.Lock()
@@ -89,9 +92,10 @@ def profile(name: str, out_dir: str = "profiles", enabled: bool = True) -> Itera
         if torch.cuda.is_available():
             activities.append(ProfilerActivity.CUDA)
         rec = Recording(run_dir, os.path.basename(run_dir))
-        handler = tensorboard_trace_handler(run_dir, worker_name=_slug(platform.node()) or "worker")
+        trace = os.path.join(run_dir, rec.name + TRACE_SUFFIXES[0])
         try:
-            with torch.profiler.profile(activities=activities, record_shapes=False, on_trace_ready=handler):
+            with torch.profiler.profile(activities=activities, record_shapes=False,
+                                        on_trace_ready=lambda p: p.export_chrome_trace(trace)):
                 with record_function(RUN_LABEL):
                     yield rec
                     if torch.cuda.is_available():
@@ -185,6 +189,40 @@ def profiled_steps(events: list[dict]) -> list[float]:
     return [round(e["dur"] / 1e3, 3) for e in spans]
 
 
+def profiler_steps(events: list[dict]) -> list[dict]:
+    """The trace's step ranges (ProfilerStep#k), in start order: step number, start and length in ms."""
+    spans = sorted((e for e in events if str(e.get("name", "")).startswith(STEP_PREFIX)), key=lambda e: e["ts"])
+    return [{"step": int(e["name"][len(STEP_PREFIX):]), "ts_ms": e["ts"] / 1e3, "ms": e["dur"] / 1e3} for e in spans]
+
+
+def trace_timeline(events: list[dict], max_ops: int = MAX_TIMELINE_OPS) -> dict:
+    """What the in-app trace view draws: every phase range, every step range, and the outermost operators
+    (the first max_ops of them), each as {lane, name, start_ms, ms} with times from the start of the recording.
+    Lanes: "step", the phase labels, and "operators"; `ops_dropped` counts the operators left out."""
+    runs = [e for e in events if e.get("cat") == "user_annotation" and e["name"] == RUN_LABEL]
+    t0 = min((e["ts"] for e in (runs or events)), default=0.0)
+    labels = set(PHASES) - {"other"}
+    spans = []
+    for e in events:
+        name = str(e.get("name", ""))
+        if name.startswith(STEP_PREFIX):
+            spans.append({"lane": "step", "name": f"step {name[len(STEP_PREFIX):]}", "start_ms": (e["ts"] - t0) / 1e3,
+                          "ms": e["dur"] / 1e3})
+        elif e.get("cat") == "user_annotation" and name in labels:
+            spans.append({"lane": name, "name": name, "start_ms": (e["ts"] - t0) / 1e3, "ms": e["dur"] / 1e3})
+    ops = [e for e in events if e.get("cat") == "cpu_op"]
+    outer = sorted((e for e, p in zip(ops, _parents(ops)) if p is None), key=lambda e: e["ts"])
+    for e in outer[:max_ops]:
+        spans.append({"lane": "operators", "name": e["name"], "start_ms": (e["ts"] - t0) / 1e3, "ms": e["dur"] / 1e3})
+    total = sum(e["dur"] for e in runs) / 1e3 if runs else max((s["start_ms"] + s["ms"] for s in spans), default=0.0)
+    return {"spans": spans, "total_ms": total, "ops_dropped": max(0, len(outer) - max_ops)}
+
+
+def read_timeline(path: str, max_ops: int = MAX_TIMELINE_OPS) -> dict:
+    """trace_timeline() of a trace file."""
+    return trace_timeline(read_trace(path), max_ops)
+
+
 def _run_decode(model, f: Poly, opts: DecodeOptions):
     gen = decode_polynomials(model, [f], opts)  # the verifier is the acceptance check (stop, cascades)
     steps = []
@@ -229,6 +267,7 @@ def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", 
         "wall_ms": round(wall_ms, 3),
         "decoder_total_ms": round(result.total_ms, 3), "prefill_ms": round(result.prefill_ms, 3),
         "steps": step_rows(steps), "decode_step_ms": profiled_steps(events),
+        "profiler_steps": len(profiler_steps(events)),
         "cache_bytes": max((s.cache_bytes for s in steps), default=0),
         "rss_before_bytes": rss_before, "peak_rss_bytes": peak, "peak_rss_scope": peak_scope,
         "top_ops": top_operators(events), "top_kernels": top_operators(events, category="kernel"),

@@ -44,6 +44,30 @@ def run(model, prompts, **kw):
     return run_to_completion(decode(model, prompts, DecodeOptions(**kw)))
 
 
+@pytest.mark.parametrize("kw", [dict(decoder="beam", width=4), dict(decoder="greedy", width=1),
+                                dict(decoder="sample", width=1, samples=3, seed=5)])
+def test_alternatives_are_the_top_tokens_and_change_nothing_else(model, kw):
+    """Guards against the beam tree's losing tokens changing the search: with alternatives=3 every step and
+    answer equals the run without them, and each beam carries the 3 best tokens of the distribution its last
+    token came from (its own token among them when greedy or beam chose it from the top 3)."""
+    plain = run(model, PROMPTS, max_new=10, **kw)
+    rich = run(model, PROMPTS, max_new=10, alternatives=3, **kw)
+    assert outcome(rich)[0] == outcome(plain)[0] and outcome(rich)[2] == outcome(plain)[2]
+    assert outcome(rich)[1] == outcome(plain)[1]  # bit for bit: the same tensors, only read once more
+    assert all(b.alternatives == () for s in plain.steps for b in s.beams)
+    for s in rich.steps:
+        for b in s.beams:
+            alts = b.alternatives
+            assert len(alts) == 3 and [lp for _, lp in alts] == sorted((lp for _, lp in alts), reverse=True)
+            assert sum(torch.tensor([lp for _, lp in alts]).exp()) <= 1 + 1e-5
+            parent = 0.0 if s.step == 0 else rich.steps[s.step - 1].beams[b.parent].score
+            if kw["decoder"] == "greedy":
+                assert alts[0][0] == b.ids[-1]  # greedy takes the top token
+                assert alts[0][1] == pytest.approx(b.score - parent, abs=1e-5)
+            elif kw["decoder"] == "beam" and b.ids[-1] in dict(alts):
+                assert dict(alts)[b.ids[-1]] == pytest.approx(b.score - parent, abs=1e-4)
+
+
 @pytest.mark.parametrize("width", [1, 3, 10])
 def test_every_option_gives_the_same_beams(model, width):
     """Guards against an optimisation (cache, beam cache, attention, masks, seed loop) changing the output."""

@@ -243,7 +243,7 @@ def test_the_option_panel_is_the_decode_options_and_wired_by_name():
     """Guards against the panel, the DecodeOptions fields and the handlers' parameters drifting apart: every
     user-settable field has a control, and the Decompose and Profile endpoints take exactly the panel's
     names after their own inputs (the values arrive by name, never by position)."""
-    hidden = {"grad_mode", "rebuild_masks", "one_at_a_time"}
+    hidden = {"grad_mode", "rebuild_masks", "one_at_a_time", "alternatives"}
     assert set(PANEL_FIELDS) == set(engine.OPTION_FIELDS) - hidden and PANEL == ("preset", *PANEL_FIELDS)
     import app
     endpoints = app.demo.get_api_info()["named_endpoints"]

@@ -11,7 +11,8 @@ from torch.profiler import record_function
 from engine import PHASES, list_runs, profile_run
 from engine.checkpoint import random_model
 from engine.decoding import preset
-from engine.profiler import _trace_files, phase_times, profile, prune, read_trace, top_operators
+from engine.profiler import (_trace_files, phase_times, profile, profiler_steps, prune, read_timeline, read_trace,
+                             top_operators)
 
 F = (7, -1, 2, 0, 3)  # 3a^4 + 2a^2 - a + 7
 
@@ -84,6 +85,41 @@ def test_profile_run_writes_tensorboard_layout_and_summary(tiny, tmp_path):
     assert s["phases"]["prefill"]["calls"] == 1
     assert s["cache_bytes"] > 0 and s["top_ops"] and s["top_ops"][0]["self_ms"] >= s["top_ops"][-1]["self_ms"]
     assert sum(v["share"] for v in s["phases"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_every_decode_step_is_a_profiler_step_and_the_trace_is_named_after_the_run(tiny, tmp_path):
+    """Guards against TensorBoard's Overview showing the whole decode as one "Step 0" (no ProfilerStep#k
+    ranges), and against downloads named <host>.<nanoseconds>.pt.trace.json that say nothing of the run."""
+    for opts in (_opts(), _opts(decoder="greedy", width=1), _opts(decoder="cascade", cascade="greedy > beam 2")):
+        s = profile_run(tiny, F, opts, out_dir=str(tmp_path), name=f"steps {opts.decoder}", warmup=False)
+        assert s["trace"] == f"{s['name']}.pt.trace.json" and f"_steps-{opts.decoder}" in s["name"]
+        events = read_trace(os.path.join(s["run_dir"], s["trace"]))
+        marked = profiler_steps(events)
+        assert len(marked) == len(s["steps"]) == s["profiler_steps"], opts.decoder
+        assert [m["ts_ms"] for m in marked] == sorted(m["ts_ms"] for m in marked)
+        decode = [e for e in events if e.get("name") == "decode_step"]
+        # each decode step's range lies inside a profiler step's range
+        assert all(any(m["ts_ms"] * 1e3 <= e["ts"] and e["ts"] + e["dur"] <= (m["ts_ms"] + m["ms"]) * 1e3 + 1e-3
+                       for m in marked) for e in decode)
+
+
+def test_trace_timeline_has_every_phase_step_and_the_outer_operators(tiny, tmp_path):
+    """What the in-app trace view draws: the phase ranges as recorded, one span per profiler step, operators
+    only at their outermost level, times from the start of the recording."""
+    s = profile_run(tiny, F, _opts(), out_dir=str(tmp_path), warmup=False)
+    view = read_timeline(os.path.join(s["run_dir"], s["trace"]))
+    lanes = {}
+    for span in view["spans"]:
+        lanes.setdefault(span["lane"], []).append(span)
+    assert len(lanes["step"]) == len(s["steps"]) and lanes["step"][0]["name"] == "step 0"
+    assert len(lanes["decode_step"]) == s["phases"]["decode_step"]["calls"]
+    assert len(lanes["prefill"]) == 1 and len(lanes["beam_select"]) == s["phases"]["beam_select"]["calls"]
+    assert lanes["operators"] and all(sp["start_ms"] >= 0 for sp in view["spans"])
+    assert max(sp["start_ms"] + sp["ms"] for sp in view["spans"]) <= view["total_ms"] + 1e-3
+    assert view["total_ms"] == pytest.approx(s["total_ms"], abs=1e-3)
+    capped = read_timeline(os.path.join(s["run_dir"], s["trace"]), max_ops=3)
+    assert sum(sp["lane"] == "operators" for sp in capped["spans"]) == 3
+    assert capped["ops_dropped"] == len(lanes["operators"]) - 3
 
 
 def test_clone_strategy_shows_cache_clone_phase(tiny, tmp_path):

@@ -19,7 +19,7 @@ from typing import Generator
 import torch
 import torch.nn.functional as F
 
-from ..device import phase
+from ..device import phase, step_range
 from ..tokenizer import SEP_ID
 from .events import UNREACHABLE, Accept, Beam, Decoded, Hypothesis, Step
 from .options import DecodeOptions
@@ -51,33 +51,36 @@ def beam_search(model, prompts, opts: DecodeOptions, accept: Accept | None = Non
     active = list(problems)
     steps, prefill_ms, live_tok, live_scores = [], 0.0, None, None
     for step in range(opts.max_new):
-        t0 = time.perf_counter()
-        last = step == opts.max_new - 1
-        with grad_mode(opts.grad_mode):
-            if step == 0:
-                logprobs = F.log_softmax(sess.prefill().float(), dim=-1)  # (G, V)
-                prefill_ms = sess.elapsed_since(t0)
-                start = logprobs.new_full((K,), -1e9)
-                start[0] = 0.0  # HF: only the first copy of the prompt may pick tokens at step 0
-                cand = logprobs[:, None, :] + start[None, :, None]  # (G, K, V)
-                sess.expand(K)
-            else:
-                logprobs = F.log_softmax(sess.step(live_tok).float(), dim=-1)
-                cand = logprobs.view(len(active), K, V) + live_scores[:, :, None]
-            with phase("beam_select"):
-                sel = _select(cand.view(len(active), K * V), K, V, step + 1, opts.length_penalty, last)
-                live_scores, live_tok = sel["live_scores"], sel["live_tok"]
-                host = {k: v.tolist() for k, v in sel.items() if k != "live_tok"}
-        beams, keep, parents, stops = _advance_problems(active, host, K, last, accept)
-        active = [active[i] for i in keep]
-        if active:
+        with step_range(step):  # one profiler step per decode step
+            t0 = time.perf_counter()
+            last = step == opts.max_new - 1
             with grad_mode(opts.grad_mode):
-                sess.select(parents, keep_problems=keep)
-                if len(keep) < len(host["best"]):
-                    rows = torch.tensor(keep, device=live_tok.device)
-                    live_scores, live_tok = live_scores[rows], live_tok[rows]
-                live_tok = live_tok.reshape(-1)
-        ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes, tuple(stops))
+                if step == 0:
+                    logprobs = F.log_softmax(sess.prefill().float(), dim=-1)  # (G, V)
+                    prefill_ms = sess.elapsed_since(t0)
+                    start = logprobs.new_full((K,), -1e9)
+                    start[0] = 0.0  # HF: only the first copy of the prompt may pick tokens at step 0
+                    cand = logprobs[:, None, :] + start[None, :, None]  # (G, K, V)
+                    sess.expand(K)
+                else:
+                    logprobs = F.log_softmax(sess.step(live_tok).float(), dim=-1)
+                    cand = logprobs.view(len(active), K, V) + live_scores[:, :, None]
+                with phase("beam_select"):
+                    sel = _select(cand.view(len(active), K * V), K, V, step + 1, opts.length_penalty, last)
+                    live_scores, live_tok = sel["live_scores"], sel["live_tok"]
+                    host = {k: v.tolist() for k, v in sel.items() if k != "live_tok"}
+                    if opts.alternatives:
+                        host["alternatives"] = _alternatives(logprobs, opts.alternatives, K if step == 0 else 1)
+            beams, keep, parents, stops = _advance_problems(active, host, K, last, accept)
+            active = [active[i] for i in keep]
+            if active:
+                with grad_mode(opts.grad_mode):
+                    sess.select(parents, keep_problems=keep)
+                    if len(keep) < len(host["best"]):
+                        rows = torch.tensor(keep, device=live_tok.device)
+                        live_scores, live_tok = live_scores[rows], live_tok[rows]
+                    live_tok = live_tok.reshape(-1)
+            ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes, tuple(stops))
         steps.append(ev)
         yield ev
         if not active:
@@ -100,10 +103,19 @@ def _select(cand: torch.Tensor, K: int, V: int, length: int, length_penalty: flo
             "live_tok": tok.gather(1, nxt), "best": best}
 
 
+def _alternatives(logprobs: torch.Tensor, n: int, repeat: int) -> list[tuple[tuple[int, float], ...]]:
+    """The n best (token, log-prob) of every row of logprobs (R, V), each row repeated `repeat` times (the
+    prefill's one row per problem stands for all K slots at step 0)."""
+    top = logprobs.topk(n, dim=-1)
+    ids, lps = top.indices.repeat_interleave(repeat, 0).tolist(), top.values.repeat_interleave(repeat, 0).tolist()
+    return [tuple(zip(i, lp)) for i, lp in zip(ids, lps)]
+
+
 def _advance_problems(active: list[_Problem], host: dict, K: int, last: bool, accept: Accept | None = None):
     """The Python half: finished hypotheses, live beams' ids, early stop, Step beams, parent rows, and why
     each problem that is done stopped."""
     beams, keep, parents, stops = [], [], [], []
+    alts = host.get("alternatives")
     for g, p in enumerate(active):
         verified = False
         for c in range(K):  # only the top K candidates may finish (HF's top_num_beam_mask)
@@ -116,7 +128,7 @@ def _advance_problems(active: list[_Problem], host: dict, K: int, last: bool, ac
                 kept = p.add_finished(host["ranked"][g][c], hyp, K)
                 ok = accept is not None and ended and kept and not verified and accept(p.index, hyp.ids)
                 verified = verified or ok
-                beams.append(Beam(p.index, ids, score, p.where[s], True, ok))
+                beams.append(Beam(p.index, ids, score, p.where[s], True, ok, alts[g * K + s] if alts else ()))
         new_ids, new_where = [], []
         live_src = host["live_src"][g]
         for j in range(K):
@@ -124,7 +136,8 @@ def _advance_problems(active: list[_Problem], host: dict, K: int, last: bool, ac
             new_ids.append(p.ids[s] + (host["tok"][g][host["nxt"][g][j]],))
             if score > UNREACHABLE and not last:
                 new_where.append(len(beams))
-                beams.append(Beam(p.index, new_ids[-1], score, p.where[s], False))
+                beams.append(Beam(p.index, new_ids[-1], score, p.where[s], False,
+                                  alternatives=alts[g * K + s] if alts else ()))
             else:
                 new_where.append(-1)
         p.ids, p.where = new_ids, new_where

@@ -23,6 +23,10 @@ class Beam:
     parent: int                    # index into the previous Step.beams; -1 at step 0
     finished: bool                 # emitted END
     accepted: bool = False         # finished and passed the acceptance check (stop_on_verified only)
+    # With opts.alternatives = n: the n most likely (token id, log-prob) of the distribution this beam's last
+    # token was drawn from (its parent's next-token distribution), best first; the chosen token may be among
+    # them. Empty otherwise.
+    alternatives: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)

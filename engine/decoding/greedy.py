@@ -8,7 +8,7 @@ from typing import Generator
 import torch
 import torch.nn.functional as F
 
-from ..device import phase
+from ..device import phase, step_range
 from ..tokenizer import SEP_ID
 from .events import Accept, Beam, Decoded, Hypothesis, Step
 from .options import DecodeOptions
@@ -55,52 +55,57 @@ def greedy_or_sample(model, prompts, opts: DecodeOptions,
     found: list[list[Hypothesis]] = [[] for _ in range(B)]  # per problem, in slot order
     steps, prefill_ms, tok = [], 0.0, None
     for step in range(opts.max_new):
-        t0 = time.perf_counter()
-        with grad_mode(opts.grad_mode):
-            if step == 0:
-                logits = sess.prefill()
-                prefill_ms = sess.elapsed_since(t0)
-                if N > 1:
-                    logits = logits.repeat_interleave(N, dim=0)
-                    sess.expand(N)
-            else:
-                logits = sess.step(tok)
-            with phase("beam_select"):
-                logprobs = F.log_softmax(logits.float(), dim=-1)
-                if gen is None:
-                    tok = logprobs.argmax(dim=-1)
-                else:
-                    tok = sample_next(logits.float(), gen, opts.temperature, opts.top_k, opts.top_p)
-                picked = logprobs.gather(1, tok[:, None]).squeeze(1)
-                tok_list, lp_list = tok.tolist(), picked.tolist()
-        beams, done, verified = [], [], set()
-        for r, slot in enumerate(active):
-            b = slot // N
-            ids[slot] = ids[slot] + (tok_list[r],)
-            scores[slot] += lp_list[r]
-            ended = tok_list[r] == SEP_ID
-            ok = False
-            if ended or step == opts.max_new - 1:
-                done.append(r)
-                hyp = Hypothesis(ids[slot][:-1] if ended else ids[slot], scores[slot], ended)
-                found[b].append(hyp)
-                ok = ended and accept is not None and b not in verified and accept(b, hyp.ids)
-                if ok:
-                    verified.add(b)
-            beams.append(Beam(b, ids[slot], scores[slot], where.get(slot, -1), ended, ok))
-        where = {slot: i for i, slot in enumerate(active)}
-        finished = set(done)
-        keep = [r for r in range(len(active)) if r not in finished and active[r] // N not in verified]
-        left = {active[r] // N for r in keep}
-        reason = "max_new" if step == opts.max_new - 1 else "end"
-        stops = tuple((b, "verified" if b in verified else reason)
-                      for b in dict.fromkeys(slot // N for slot in active) if b not in left)
-        active = [active[r] for r in keep]
-        if active and len(keep) < len(tok_list):
+        with step_range(step):  # one profiler step per decode step
+            t0 = time.perf_counter()
             with grad_mode(opts.grad_mode):
-                sess.select(keep, keep_problems=sorted({a // N for a in active}))
-                tok = tok[torch.tensor(keep, device=tok.device)]
-        ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes, stops)
+                if step == 0:
+                    logits = sess.prefill()
+                    prefill_ms = sess.elapsed_since(t0)
+                    if N > 1:
+                        logits = logits.repeat_interleave(N, dim=0)
+                        sess.expand(N)
+                else:
+                    logits = sess.step(tok)
+                with phase("beam_select"):
+                    logprobs = F.log_softmax(logits.float(), dim=-1)
+                    if gen is None:
+                        tok = logprobs.argmax(dim=-1)
+                    else:
+                        tok = sample_next(logits.float(), gen, opts.temperature, opts.top_k, opts.top_p)
+                    picked = logprobs.gather(1, tok[:, None]).squeeze(1)
+                    tok_list, lp_list = tok.tolist(), picked.tolist()
+                    alts = None
+                    if opts.alternatives:
+                        top = logprobs.topk(opts.alternatives, dim=-1)
+                        alts = [tuple(zip(i, lp)) for i, lp in zip(top.indices.tolist(), top.values.tolist())]
+            beams, done, verified = [], [], set()
+            for r, slot in enumerate(active):
+                b = slot // N
+                ids[slot] = ids[slot] + (tok_list[r],)
+                scores[slot] += lp_list[r]
+                ended = tok_list[r] == SEP_ID
+                ok = False
+                if ended or step == opts.max_new - 1:
+                    done.append(r)
+                    hyp = Hypothesis(ids[slot][:-1] if ended else ids[slot], scores[slot], ended)
+                    found[b].append(hyp)
+                    ok = ended and accept is not None and b not in verified and accept(b, hyp.ids)
+                    if ok:
+                        verified.add(b)
+                beams.append(Beam(b, ids[slot], scores[slot], where.get(slot, -1), ended, ok, alts[r] if alts else ()))
+            where = {slot: i for i, slot in enumerate(active)}
+            finished = set(done)
+            keep = [r for r in range(len(active)) if r not in finished and active[r] // N not in verified]
+            left = {active[r] // N for r in keep}
+            reason = "max_new" if step == opts.max_new - 1 else "end"
+            stops = tuple((b, "verified" if b in verified else reason)
+                          for b in dict.fromkeys(slot // N for slot in active) if b not in left)
+            active = [active[r] for r in keep]
+            if active and len(keep) < len(tok_list):
+                with grad_mode(opts.grad_mode):
+                    sess.select(keep, keep_problems=sorted({a // N for a in active}))
+                    tok = tok[torch.tensor(keep, device=tok.device)]
+            ev = Step(step, tuple(beams), sess.elapsed_since(t0), sess.cache_bytes, stops)
         steps.append(ev)
         yield ev
         if not active:

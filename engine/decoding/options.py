@@ -21,6 +21,7 @@ GRAD_MODES = ("no_grad", "inference")
 MAX_WIDTH = 64
 MAX_SAMPLES = 64
 MAX_STAGES = 6
+MAX_ALTERNATIVES = 8  # the beam tree shows a few losing tokens per step; more is noise
 DEFAULT_CASCADE = "greedy > beam 10 > beam 64"
 _STAGE = re.compile(r"(greedy)|(beam|sample)\s*(\d+)")
 MAX_SEED = 2 ** 63 - 1  # torch.Generator seeds are 64-bit
@@ -46,6 +47,7 @@ class DecodeOptions:
     grad_mode: str = "inference"   # "no_grad" (V1, V2) or "inference" (V3, fastest)
     rebuild_masks: bool = False    # True (V1, V2): masks rebuilt every step; False: allocated once
     one_at_a_time: bool = False    # True: the seed's beam loop, one forward per beam (bench baseline)
+    alternatives: int = 0          # top tokens of the distribution each Beam was drawn from, kept in it (0: none)
 
     def __post_init__(self):
         for name, choices in (("decoder", DECODERS), ("cache", CACHES), ("beam_cache", BEAM_CACHES),
@@ -69,6 +71,8 @@ class DecodeOptions:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
+        if not 0 <= self.alternatives <= MAX_ALTERNATIVES:
+            raise ValueError(f"alternatives must be between 0 and {MAX_ALTERNATIVES}, got {self.alternatives}")
         if not math.isfinite(self.length_penalty):
             raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
 
