@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
     if args.keep_runs < 1:
         sys.exit("error: --keep-runs must be >= 1")
-    lab = LabConfig(checkpoint=args.checkpoint, profile_dir=args.profile_dir,
+    lab = LabConfig(checkpoint=args.checkpoint, profile_dir=args.profile_dir, host=args.host,
                     limits=replace(LabConfig().limits, max_recordings=args.keep_runs))
     try:
         print(model_info(lab.checkpoint).replace("`", ""))

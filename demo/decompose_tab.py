@@ -11,9 +11,11 @@ import engine
 
 from . import figures, jobs
 from .controls import option_controls, panel_options
-from .formatting import BEAM_HEADERS, LATEX, answers_markdown, ascii_poly, beam_rows, options_summary, step_status
+from .formatting import (BEAM_HEADERS, BEST_MARK, LATEX, answers_markdown, ascii_poly, beam_rows, best_path,
+                         options_summary, step_status)
 from .lab import MODEL_QUEUE, LabConfig, example_problems, user_errors
 
+TREE_ALTERNATIVES = 3  # losing tokens per node the tree's hover lists (the decoder keeps them: cheap, no change)
 STATE_TTL_S = 3600  # a session's replay state (up to ~1 MB at width 64) is dropped an hour after it was set
 PLACEHOLDER = "e.g. 4a^4 + 12a^3 + 5a^2 - 6a - 2"
 INTRO = """Type an integer polynomial f(a) (e.g. `4a^4 + 12a^3 + 5a^2 - 6a - 2`, `3(a^2+2a)^2 - 5`, or the seed's
@@ -47,20 +49,36 @@ def result_json(f: engine.Poly, opts: engine.DecodeOptions, answers, steps, tota
             "steps": len(steps), "total_ms": round(total_ms, 3)}
 
 
-def tree_figure(state: dict | None, upto: int | None = None):
+def tree_figure(state: dict | None, upto: int | None = None, compact: bool = False):
+    """The beam tree of a finished search; compact: collapse pruned branches (else only for wide trees)."""
     if not state:
         return figures.beam_tree(())
     return figures.beam_tree(state["steps"], upto=upto, best=state["best"], verified=state["verified"],
-                             failed=state["failed"])
+                             failed=state["failed"], compact=True if compact else None)
 
 
-def replay(upto: float, state: dict | None):
-    """Slider moved: the tree and the beam table as they were after step `upto`."""
+def beam_table(rows: list[list]):
+    """The live table's value: rows on the best answer's path get a highlighted background."""
+    import pandas as pd  # gradio's own dependency
+
+    frame = pd.DataFrame(rows, columns=BEAM_HEADERS)
+    marked = ["background-color: #ffe8c2; font-weight: 600"] * len(BEAM_HEADERS)
+    return frame.style.apply(lambda row: marked if str(row["state"]).startswith(BEST_MARK) else
+                             [""] * len(BEAM_HEADERS), axis=1)
+
+
+def step_table(state: dict, k: int):
+    """The beams of step k, best score first, the best answer's path marked."""
+    return beam_table(beam_rows(state["steps"][k], on_path=best_path(state["steps"], state["best"]).get(k)))
+
+
+def replay(upto: float, state: dict | None, compact: bool = False):
+    """Slider moved (or the compact switch): the tree and the beam table as they were after step `upto`."""
     if not state or not state["steps"]:
         return figures.beam_tree(()), [], "Run a search first."
     k = max(0, min(int(upto), len(state["steps"]) - 1))
     step = state["steps"][k]
-    return tree_figure(state, k), beam_rows(step), step_status(step, len(state["steps"]))
+    return tree_figure(state, k, compact), step_table(state, k), step_status(step, len(state["steps"]))
 
 
 def full_search(opts: engine.DecodeOptions) -> engine.DecodeOptions | None:
@@ -128,10 +146,12 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
         opts = panel_options(**panel)
         lab.limits.check_decode(opts)
         model = lab.model()
+        reference = full_search(opts)
         warning = engine.out_of_domain(f)
         warning_md = f"⚠ **Outside the training distribution:** {warning}" if warning else ""
         classical = "**Classical decomposition (sympy), for reference:**\n\n" + engine.describe_decomposition(f)
-        gen = engine.decode_polynomials(model, [f], opts)
+        # the decoder keeps each beam's top alternatives for the tree's hover (outputs unchanged)
+        gen = engine.decode_polynomials(model, [f], replace(opts, alternatives=TREE_ALTERNATIVES))
         stages = opts.stages()
         steps: list[engine.Step] = []
         yield (warning_md, "Starting…", [], "Searching…", classical, figures.beam_tree(()),
@@ -146,14 +166,13 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
                     break
                 steps.append(step)
                 where = f"{stage_label(stages[step.stage])}: " if opts.decoder == "cascade" else ""
-                yield (skip, where + step_status(step, opts.max_new), beam_rows(step), skip, skip, skip, skip, skip,
-                       skip, skip)
+                yield (skip, where + step_status(step, opts.max_new), beam_rows(step), skip, skip, skip,
+                       skip, skip, skip, skip)
         finally:
             gen.close()  # a cancelled search drops its session (cache, masks) here, not at garbage collection
             del gen
             engine.release_memory()
         answers = engine.rank_answers(f, decoded.hypotheses[0])
-        reference = full_search(opts)
         full = None
         if reference is not None:
             with jobs.exclusive("decompose: full search"):
@@ -163,9 +182,13 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
         shown = tuple(s for s in steps if s.stage == (decoded.stage_of[0] if decoded.stage_of else 0))
         state = search_state(shown, answers, decoded.prefill_ms)
         last = len(shown) - 1
+        path = best_path(shown, state["best"])
+        table_step = max(path) if path else last  # the step where the best answer finished
         status = (f"Done: f = `{ascii_poly(f)}` in {len(steps)} steps, {decoded.total_ms:.1f} ms "
                   f"(prefill {decoded.prefill_ms:.1f} ms), {options_summary(opts)}. " + report_markdown(report))
-        yield (skip, status.strip(), beam_rows(shown[-1]) if shown else [], answers_markdown(f, answers), skip,
+        if path:
+            status += f" The table shows step {table_step}, where the best answer finished ({BEST_MARK})."
+        yield (skip, status.strip(), step_table(state, table_step) if shown else [], answers_markdown(f, answers), skip,
                tree_figure(state), gr.update(minimum=0, maximum=max(last, 1), value=max(last, 0), interactive=True),
                figures.step_latency(steps, decoded.prefill_ms),
                {**result_json(f, opts, answers, steps, decoded.total_ms), "search": report}, state)
@@ -187,14 +210,18 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                 status = gr.Markdown(elem_id="decompose-status")
             with gr.Column(scale=2):
                 controls = option_controls("decompose")
-        live = gr.Dataframe(headers=BEAM_HEADERS, label="Beams at this step (parent = beam index one step earlier)",
-                            interactive=False, max_height=360, elem_id="decompose-beams")
+        live = gr.Dataframe(headers=BEAM_HEADERS, label="Beams at this step, best score first (parent = beam index "
+                            "one step earlier; ★ = the best answer's path)", interactive=False, max_height=360,
+                            elem_id="decompose-beams")
         with gr.Row():
             answers = gr.Markdown("Answers appear here.", latex_delimiters=LATEX, elem_id="decompose-answers")
             classical = gr.Markdown(latex_delimiters=LATEX, elem_id="decompose-classical")
         tree = gr.Plot(figures.beam_tree(()), label="Beam tree", elem_id="beam-tree")
-        step = gr.Slider(0, 1, value=0, step=1, label="Replay: show the search up to step", interactive=False,
-                         elem_id="decompose-replay")
+        with gr.Row():
+            step = gr.Slider(0, 1, value=0, step=1, label="Replay: show the search up to step", interactive=False,
+                             elem_id="decompose-replay", scale=4)
+            compact = gr.Checkbox(False, label="Compact tree: collapse pruned branches (automatic for wide trees)",
+                                  elem_id="decompose-compact", scale=1)
         latency = gr.Plot(figures.step_latency(()), label="Per-step latency", elem_id="step-latency")
         with gr.Accordion("Result as JSON", open=False):
             result = gr.JSON(elem_id="decompose-json")
@@ -206,7 +233,10 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                          preprocess=False)
         run.click(api_name="decompose", **run_event)
         poly.submit(api_visibility="private", **run_event)
-        step.input(replay, [step, state], [tree, live, status], trigger_mode="always_last", api_visibility="private")
+        step.input(replay, [step, state, compact], [tree, live, status], trigger_mode="always_last",
+                   api_visibility="private")
+        compact.input(replay, [step, state, compact], [tree, live, status], trigger_mode="always_last",
+                      api_visibility="private")
     return tab
 
 

@@ -1,20 +1,27 @@
 """Plotly figure builders: pure functions from engine dataclasses or plain rows to a go.Figure."""
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import plotly.graph_objects as go
 
 import engine
 
-from .formatting import answer_ids, q_so_far
+from .formatting import answer_ids, q_so_far, token_label
 
-COLORS = {"live": "#3b6fb6", "pruned": "#c9ced6", "verified": "#2e9e44", "failed": "#d1453b",
+COLORS = {"live": "#3b6fb6", "pruned": "#dde1e7", "verified": "#2e9e44", "failed": "#d1453b",
           "finished": "#8a56c2", "best": "#f08c00", "root": "#555555", "accepted": "#0b7a2a"}
 PHASE_COLORS = {"prefill": "#3b6fb6", "decode_step": "#6fa8dc", "cache_clone": "#d1453b", "cache_reorder": "#f08c00",
                 "beam_select": "#8a56c2", "verify": "#2e9e44", "other": "#b0b4ba"}
+COMPACT_LEAVES = 120  # above this many leaves the full tree is a hairball: pruned branches are collapsed
+ROW_PX = 26  # vertical pixels per leaf: 22 px nodes never overlap
+MAX_TREE_HEIGHT = 4000
 Node = tuple[int, int]  # (step index, beam index in that step)
 ROOT: Node = (-1, 0)
+NODE_NAMES = {"live": "live beam", "pruned": "pruned beam", "finished": "finished (END)",
+              "verified": "finished, verified", "failed": "finished, not verified",
+              "accepted": "accepted (search stopped)"}  # the legend's words for each kind of node
 
 
 def _tree(steps: Sequence[engine.Step], upto: int, problem: int) -> dict[Node, list[Node]]:
@@ -30,16 +37,49 @@ def _tree(steps: Sequence[engine.Step], upto: int, problem: int) -> dict[Node, l
     return children
 
 
-def _layout(children: dict[Node, list[Node]], steps, upto: int) -> tuple[dict[Node, float], dict[Node, bool]]:
-    """y by depth-first leaf order (a tidy tree), and whether each node still leads somewhere: to a
-    beam alive at `upto` or to a finished one. The rest are pruned branches."""
-    y: dict[Node, float] = {}
+def _subtree_best(children, steps, kept: dict[Node, bool]) -> dict[Node, float]:
+    """Per node, the best score among the beams that end its subtree and still lead somewhere (alive at the
+    cut or finished), or among all its beams when none does: what the vertical order sorts by."""
+    best: dict[Node, float] = {}
+
+    def visit(n: Node) -> float:
+        kids = children.get(n, [])
+        scores = [visit(c) for c in kids]
+        own = steps[n[0]].beams[n[1]].score if n[0] >= 0 else 0.0
+        alive = [sc for c, sc in zip(kids, scores) if kept[c]]
+        best[n] = max(alive or scores or [own]) if kids else own
+        return best[n]
+
+    visit(ROOT)
+    return best
+
+
+def _kept(children, steps, upto: int) -> dict[Node, bool]:
+    """Whether each node still leads somewhere: to a beam alive at `upto` or to a finished one. The rest are
+    pruned branches."""
     kept: dict[Node, bool] = {}
+
+    def visit(n: Node) -> bool:
+        down = [visit(c) for c in children.get(n, [])]  # every child visited: no short-circuit
+        s, k = n
+        beam = steps[s].beams[k] if s >= 0 else None
+        kept[n] = any(down) or (beam is not None and (beam.finished or s == upto))
+        return kept[n]
+
+    visit(ROOT)
+    return kept
+
+
+def _layout(children, order_key, collapsed: set[Node]) -> dict[Node, float]:
+    """y of every drawn node: a tidy tree whose leaves are numbered top down in depth-first order, children
+    taken best first (order_key), so the best beam's path runs along the top. Nodes in `collapsed` are drawn
+    without their subtrees."""
+    y: dict[Node, float] = {}
     leaves = 0
 
     def visit(n: Node) -> None:
         nonlocal leaves
-        kids = children.get(n, [])
+        kids = [] if n in collapsed else sorted(children.get(n, []), key=order_key)
         for c in kids:
             visit(c)
         if kids:
@@ -47,12 +87,9 @@ def _layout(children: dict[Node, list[Node]], steps, upto: int) -> tuple[dict[No
         else:
             y[n] = float(leaves)
             leaves += 1
-        s, k = n
-        beam = steps[s].beams[k] if s >= 0 else None
-        kept[n] = any(kept[c] for c in kids) or (beam is not None and (beam.finished or s == upto))
 
     visit(ROOT)
-    return y, kept
+    return y
 
 
 def _best_path(children, steps, best: tuple[int, ...] | None) -> set[Node]:
@@ -79,23 +116,58 @@ def _node_kind(beam: engine.Beam, kept: bool, verified: set, failed: set) -> str
     return "live" if kept else "pruned"
 
 
+def _token_logprob(steps, n: Node) -> float:
+    """log p(last token | the beam's prefix): its score minus its parent's (the score is a sum of log-probs)."""
+    s, k = n
+    b = steps[s].beams[k]
+    parent = steps[s - 1].beams[b.parent].score if s > 0 and b.parent >= 0 else 0.0
+    return b.score - parent
+
+
+def _pct(p: float) -> str:
+    return f"{p:.1%}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _hover(steps, n: Node, siblings: set[int]) -> str:
+    """Step, beam, the token and its probability, the score, Q so far, and the top tokens of the same
+    distribution that no beam took (the alternatives that lost)."""
+    s, k = n
+    b = steps[s].beams[k]
+    lp = _token_logprob(steps, n)
+    parent = "prompt" if b.parent < 0 else b.parent
+    text = (f"step {s} · beam {k} · parent {parent}<br>token <b>{token_label(b.ids[-1])}</b>: "
+            f"p = {_pct(math.exp(lp))} (log-prob {lp:.3f})<br>tokens: {' '.join(token_label(t) for t in b.ids)}"
+            f"<br>Q so far: {q_so_far(b.ids)}<br>score {b.score:.4f}{' · finished' if b.finished else ''}")
+    lost = [(t, p) for t, p in b.alternatives if t not in siblings]
+    if b.alternatives:
+        text += "<br>top alternatives that lost: " + (
+            ", ".join(f"{token_label(t)} {_pct(math.exp(p))}" for t, p in lost) if lost else "none (all taken)")
+    return text
+
+
 def _add_edges(fig: go.Figure, children, y, kept, path) -> None:
     edges: dict[str, tuple[list, list]] = {"kept": ([], []), "pruned": ([], []), "best": ([], [])}
     for p, kids in children.items():
         for c in kids:
+            if c not in y or p not in y:
+                continue
             xs, ys = edges["best" if c in path and p in path else "kept" if kept[c] else "pruned"]
             xs += [p[0], c[0], None]
             ys += [y[p], y[c], None]
-    styles = {"kept": dict(color="#7a8699", width=1.2), "pruned": dict(color=COLORS["pruned"], width=1),
+    styles = {"kept": dict(color="#7a8699", width=1.2), "pruned": dict(color=COLORS["pruned"], width=1, dash="dot"),
               "best": dict(color=COLORS["best"], width=3)}
+    names = {"kept": "branch that lives on", "pruned": "pruned branch", "best": "best answer's path"}
     for kind, (xs, ys) in edges.items():
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=styles[kind], hoverinfo="skip", showlegend=False))
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=styles[kind], hoverinfo="skip", name=names[kind],
+                                     legendgroup=kind))
 
 
 def _add_nodes(fig: go.Figure, steps, children, y, kept, path, ok: set, bad: set) -> None:
     """One trace per kind of node (live, pruned, finished, verified, failed); the best path is outlined."""
+    parent_of = {c: p for p, kids in children.items() for c in kids}
     groups: dict[str, tuple[list, list, list, list, list]] = {}
-    for n in children:
+    for n in y:
         if n == ROOT:
             continue
         s, k = n
@@ -103,24 +175,45 @@ def _add_nodes(fig: go.Figure, steps, children, y, kept, path, ok: set, bad: set
         xs, ys, labels, hovers, outline = groups.setdefault(_node_kind(b, kept[n], ok, bad), ([], [], [], [], []))
         xs.append(s)
         ys.append(y[n])
-        labels.append(engine.decode_text(b.ids[-1:]))
+        labels.append(token_label(b.ids[-1]))
         outline.append(3 if n in path else 0)
-        parent = "prompt" if b.parent < 0 else b.parent
-        hovers.append(f"step {s} · beam {k} · parent {parent}<br>tokens: {engine.decode_text(b.ids)}"
-                      f"<br>Q so far: {q_so_far(b.ids)}<br>score {b.score:.4f}{' · finished' if b.finished else ''}")
-    fig.add_trace(go.Scatter(x=[-1], y=[y[ROOT]], mode="markers+text", text=["⁇"], name="prompt",
+        siblings = {steps[c[0]].beams[c[1]].ids[-1] for c in children[parent_of[n]]}
+        hovers.append(_hover(steps, n, siblings))
+    fig.add_trace(go.Scatter(x=[-1], y=[y[ROOT]], mode="markers+text", text=["f"], name="prompt",
                              marker=dict(size=20, color=COLORS["root"]), textfont=dict(color="white"),
-                             hovertext=["end of the prompt f ⁇"], hoverinfo="text"))
+                             hovertext=["the prompt: f ⁇ (the model writes Q after it)"], hoverinfo="text"))
     symbols = {"verified": "square", "failed": "square", "accepted": "star"}
     for kind in ("live", "pruned", "finished", "verified", "failed", "accepted"):
         if kind not in groups:
             continue
         xs, ys, labels, hovers, outline = groups[kind]
+        # pruned nodes: dark text on a light fill, so their tokens stay readable
+        text_color = "#333333" if kind == "pruned" else "white"
         fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="markers+text", text=labels, name=kind, hovertext=hovers, hoverinfo="text",
-            opacity=0.4 if kind == "pruned" else 1.0, textfont=dict(color="white", size=10),
-            marker=dict(size=24 if kind == "accepted" else 18, color=COLORS[kind], symbol=symbols.get(kind, "circle"),
+            x=xs, y=ys, mode="markers+text", text=labels, name=NODE_NAMES[kind], hovertext=hovers,
+            hoverinfo="text", textfont=dict(color=text_color, size=9), legendgroup=kind,
+            marker=dict(size=26 if kind == "accepted" else 22, color=COLORS[kind], symbol=symbols.get(kind, "circle"),
                         line=dict(width=outline, color=COLORS["best"]))))
+
+
+def _add_collapsed(fig: go.Figure, children, y, collapsed: set[Node]) -> None:
+    """Compact mode: a pruned subtree is drawn as its first node only; a grey tag beside it counts the
+    nodes hidden behind it."""
+    xs, ys, labels, hovers = [], [], [], []
+    for n in collapsed:
+        hidden, todo = 0, list(children.get(n, []))
+        while todo:
+            c = todo.pop()
+            hidden += 1
+            todo += children.get(c, [])
+        if hidden:
+            xs.append(n[0] + 0.42)
+            ys.append(y[n])
+            labels.append(f"+{hidden}")
+            hovers.append(f"{hidden} pruned node{'s' * (hidden != 1)} collapsed behind this one")
+    if xs:
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="text", text=labels, name="collapsed pruned nodes (+n)",
+                                 textfont=dict(color="#6b7480", size=10), hovertext=hovers, hoverinfo="text"))
 
 
 def stop_step(steps: Sequence[engine.Step], problem: int = 0) -> int | None:
@@ -143,26 +236,38 @@ def _mark_stop(fig: go.Figure, steps, upto: int, problem: int) -> None:
 
 def beam_tree(steps: Sequence[engine.Step], upto: int | None = None, best: Sequence[int] | None = None,
               verified: Sequence[Sequence[int]] = (), failed: Sequence[Sequence[int]] = (),
-              problem: int = 0) -> go.Figure:
-    """Tokens as nodes, edges to parents, branches that die faded, scores on hover.
+              problem: int = 0, compact: bool | None = None) -> go.Figure:
+    """Tokens as nodes (END for the end token), edges to parents, the best beams at the top, pruned branches
+    faded, the token's probability, the score and the losing alternatives on hover.
 
     upto: last step shown (replay); best: answer ids (no END) whose path is highlighted;
-    verified / failed: answer ids that passed or failed verification, to color finished beams."""
+    verified / failed: answer ids that passed or failed verification, to color finished beams;
+    compact: collapse pruned subtrees to their first node (None: only when the full tree would have more
+    than COMPACT_LEAVES leaves)."""
     fig = go.Figure()
     if not steps:
         return _empty(fig, "The beam tree appears when a search runs.")
     upto = len(steps) - 1 if upto is None else max(0, min(int(upto), len(steps) - 1))
     children = _tree(steps, upto, problem)
-    y, kept = _layout(children, steps, upto)
+    kept = _kept(children, steps, upto)
     path = _best_path(children, steps, tuple(best) if best is not None else None)
+    if compact is None:
+        compact = sum(1 for kids in children.values() if not kids) > COMPACT_LEAVES
+    collapsed = {c for p, kids in children.items() for c in kids if kept[p] and not kept[c]} if compact else set()
+    sub_best = _subtree_best(children, steps, kept)
+    y = _layout(children, lambda c: (c not in path, not kept[c], -sub_best[c]), collapsed)
     _add_edges(fig, children, y, kept, path)
     _add_nodes(fig, steps, children, y, kept, path, {tuple(v) for v in verified}, {tuple(v) for v in failed})
+    _add_collapsed(fig, children, y, collapsed)
     _mark_stop(fig, steps, upto, problem)
-    leaves = sum(1 for kids in children.values() if not kids)
-    fig.update_layout(title=f"Beam tree, steps 0–{upto}", height=min(900, max(320, 24 * leaves + 120)),
-                      margin=dict(l=20, r=20, t=50, b=40), plot_bgcolor="white",
+    leaves = sum(1 for n in y if not any(c in y for c in children.get(n, [])))
+    mode = " (compact: pruned branches collapsed)" if compact else ""
+    fig.update_layout(title=f"Beam tree, steps 0–{upto}, best score at the top{mode}",
+                      height=min(MAX_TREE_HEIGHT, max(360, ROW_PX * leaves + 220)),
+                      margin=dict(l=20, r=20, t=120, b=40), plot_bgcolor="white", hoverlabel=dict(align="left"),
                       xaxis=dict(title="step", dtick=1, zeroline=False, gridcolor="#eef0f3"),
-                      yaxis=dict(visible=False), legend=dict(orientation="h", y=-0.12))
+                      yaxis=dict(visible=False, autorange="reversed"),
+                      legend=dict(orientation="h", x=0, y=1, yanchor="bottom", yref="paper"))
     return fig
 
 
@@ -259,6 +364,37 @@ def step_timeline(summary: Mapping) -> go.Figure:
     fig.update_layout(title="Per-step timeline", xaxis_title="step", yaxis_title="ms", height=320,
                       yaxis2=dict(title="live beams", overlaying="y", side="right", rangemode="tozero"),
                       plot_bgcolor="white", margin=dict(l=50, r=50, t=50, b=40), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+TRACE_LANES = ("step", "prefill", "decode_step", "cache_clone", "cache_reorder", "beam_select", "verify", "operators")
+
+
+def trace_view(timeline: Mapping, empty: str = "Record a profile (or pick a run) to see its trace here.") -> go.Figure:
+    """The recorded trace as a zoomable timeline (drag to zoom, double-click to reset): one lane per phase
+    label, the profiler steps above them and the outermost operators below; timeline: engine's trace_timeline
+    ({spans: [{lane, name, start_ms, ms}], total_ms, ops_dropped}). Plotly itself comes with Gradio's page,
+    so the view needs no internet."""
+    fig = go.Figure()
+    spans = timeline.get("spans", [])
+    if not spans:
+        return _empty(fig, empty)
+    lanes = [lane for lane in TRACE_LANES if any(sp["lane"] == lane for sp in spans)]
+    colors = {**PHASE_COLORS, "step": "#9aa5b1", "operators": "#5c6773"}
+    for lane in lanes:
+        rows = [sp for sp in spans if sp["lane"] == lane]
+        fig.add_trace(go.Bar(
+            y=[lane] * len(rows), x=[sp["ms"] for sp in rows], base=[sp["start_ms"] for sp in rows], orientation="h",
+            name=lane, marker=dict(color=colors.get(lane, COLORS["root"]), line=dict(width=0.5, color="white")),
+            customdata=[[sp["name"], sp["start_ms"] + sp["ms"]] for sp in rows],
+            hovertemplate="%{customdata[0]}<br>%{base:.3f} → %{customdata[1]:.3f} ms (%{x:.3f} ms)<extra></extra>"))
+    note = f", {timeline['ops_dropped']} later operators not drawn" if timeline.get("ops_dropped") else ""
+    fig.update_layout(title=f"Trace: {timeline.get('total_ms', 0):.1f} ms recorded{note} (drag to zoom, "
+                            f"double-click to reset)",
+                      barmode="overlay", height=120 + 38 * len(lanes), plot_bgcolor="white", dragmode="zoom",
+                      xaxis=dict(title="ms since the recording began", gridcolor="#eef0f3", rangemode="tozero"),
+                      yaxis=dict(categoryorder="array", categoryarray=list(reversed(lanes)), fixedrange=True),
+                      margin=dict(l=110, r=20, t=50, b=40), showlegend=False)
     return fig
 
 

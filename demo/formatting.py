@@ -8,6 +8,8 @@ import engine
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 BEAM_HEADERS = ["beam", "tokens", "Q so far", "score", "parent", "state"]
+END_LABEL = "END"  # the end token ⁇ as the page shows it
+BEST_MARK = "★"  # the table's mark for the beam on the best answer's path
 
 
 def ascii_poly(p: engine.Poly, var: str = "a") -> str:
@@ -32,14 +34,44 @@ def q_so_far(ids: Sequence[int]) -> str:
         return "…"
 
 
-def beam_rows(step: engine.Step, problem: int = 0) -> list[list]:
-    """One row per beam of a step: index (parents refer to it), tokens, Q when complete, score, parent."""
+def token_label(token: int) -> str:
+    """A token as the page shows it: the END token (⁇) as END, others as their vocabulary symbol."""
+    return END_LABEL if token == engine.SEP_ID else engine.decode_text((token,))
+
+
+def tokens_text(ids: Sequence[int]) -> str:
+    return " ".join(token_label(t) for t in ids)
+
+
+def best_path(steps: Sequence[engine.Step], best: Sequence[int] | None, problem: int = 0) -> dict[int, int]:
+    """step -> index of the beam on the best answer's path at that step (the first finished beam whose answer
+    is `best`, and its ancestors); empty when no finished beam gives `best`."""
+    if best is None:
+        return {}
+    best = tuple(best)
+    for s in range(len(steps)):
+        for k, b in enumerate(steps[s].beams):
+            if b.problem == problem and b.finished and answer_ids(b.ids) == best:
+                path = {s: k}
+                while s > 0 and steps[s].beams[k].parent >= 0:
+                    s, k = s - 1, steps[s].beams[k].parent
+                    path[s] = k
+                return path
+    return {}
+
+
+def beam_rows(step: engine.Step, problem: int = 0, on_path: int | None = None) -> list[list]:
+    """One row per beam of a step, best score first: index (parents refer to it), tokens, Q when complete,
+    score, parent, state. The beam `on_path` (the best answer's path at this step) is marked with BEST_MARK."""
     rows = []
-    for k, b in enumerate(step.beams):
+    for k, b in sorted(enumerate(step.beams), key=lambda kb: -kb[1].score):
         if b.problem != problem:
             continue
-        rows.append([k, engine.decode_text(b.ids), q_so_far(b.ids), round(b.score, 4),
-                     "" if b.parent < 0 else b.parent, "finished" if b.finished else "live"])
+        state = "finished" if b.finished else "live"
+        if k == on_path:
+            state = f"{BEST_MARK} best answer" if b.finished else f"{BEST_MARK} on the best answer's path"
+        rows.append([k, tokens_text(b.ids), q_so_far(b.ids), round(b.score, 4), "" if b.parent < 0 else b.parent,
+                     state])
     return rows
 
 

@@ -49,6 +49,7 @@ class Limits:
 class LabConfig:
     checkpoint: str = engine.DEFAULT_CHECKPOINT  # checkpoint stem (weights + json)
     profile_dir: str = "profiles"  # where recordings go; TensorBoard reads it
+    host: str = "127.0.0.1"  # the address the app binds; a TensorBoard started from the page binds the same
     limits: Limits = Limits()
 
     def model(self) -> engine.GPT:

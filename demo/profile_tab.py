@@ -13,13 +13,16 @@ import engine
 from . import figures, jobs
 from .controls import option_controls, panel_options
 from .lab import MODEL_QUEUE, LabConfig, example_problems, user_errors
-from .tensorboard import PLUGIN_PATH, TensorBoard
+from .tensorboard import ANY_ADDRESS, PLUGIN_PATH, TensorBoard
 
 RUN_HEADERS = ["run", "recorded (UTC)", "polynomial", "decoder", "total ms", "trace"]
 PHASE_HEADERS = ["phase", "ms", "share", "calls"]
-TRACE_NOTE = """**Opening a trace elsewhere:** download it below and drop it on
-[ui.perfetto.dev](https://ui.perfetto.dev) (Perfetto) or load it in `chrome://tracing`. The ranges `prefill`,
-`decode_step`, `cache_clone` / `cache_reorder`, `beam_select` and `verify` mark the phases."""
+TRACE_NOTE = """**Opening a trace elsewhere.** The trace view above works offline. The downloaded file
+(`<run>.pt.trace.json`) opens in [ui.perfetto.dev](https://ui.perfetto.dev) (Perfetto: **needs internet** to load
+the page; the trace itself stays in the browser) or in `chrome://tracing`. The ranges `prefill`, `decode_step`,
+`cache_clone` / `cache_reorder`, `beam_select` and `verify` mark the phases, and `ProfilerStep#k` marks decode
+step k. **TensorBoard's profiler views need internet:** the PyTorch Profiler plugin's pages load their charts
+and components from CDNs, so without internet Overview, Operator and Trace never finish loading."""
 
 
 def run_rows(profile_dir: str) -> list[list]:
@@ -70,13 +73,24 @@ def phase_rows(s: dict) -> list[list]:
     return [[p, v["ms"], f"{v.get('share', 0) * 100:.1f}%", v.get("calls", 0)] for p, v in s.get("phases", {}).items()]
 
 
-def show_summary(s: dict | None):
-    """(markdown, phase figure, phase table, timeline figure, top-operators figure) for a summary."""
+def trace_figure(trace: str | None):
+    """The in-app view of a recorded trace file (a placeholder when there is none or it cannot be read)."""
+    if not trace:
+        return figures.trace_view({})
+    try:
+        return figures.trace_view(engine.read_timeline(trace))
+    except (OSError, ValueError) as e:  # pruned meanwhile, or not a trace
+        return figures.trace_view({}, empty=f"The trace cannot be read: {e}")
+
+
+def show_summary(s: dict | None, trace: str | None = None):
+    """(markdown, phase figure, phase table, timeline figure, top-operators figure, trace view) for a
+    summary and its trace file."""
     if not s:
         return "No summary for this run.", figures.profile_phases({}), [], figures.step_timeline({}), \
-            figures.top_operators({})
+            figures.top_operators({}), trace_figure(trace)
     return (summary_markdown(s), figures.profile_phases(s), phase_rows(s), figures.step_timeline(s),
-            figures.top_operators(s))
+            figures.top_operators(s), trace_figure(trace))
 
 
 def find_run(profile_dir: str, name: str | None) -> dict | None:
@@ -108,7 +122,8 @@ def select_run(profile_dir: str, traces: Traces, name: str | None):
     """The picked run's charts and its trace behind the download button."""
     run = find_run(profile_dir, name)
     trace = traces.serve(run["trace"] if run else None)
-    return (*show_summary(run["summary"] if run else None), gr.update(value=trace, interactive=trace is not None))
+    return (*show_summary(run["summary"] if run else None, trace),
+            gr.update(value=trace, interactive=trace is not None))
 
 
 def record(lab: LabConfig, traces: Traces, text: str, name: str = "", **panel):
@@ -126,19 +141,22 @@ def record(lab: LabConfig, traces: Traces, text: str, name: str = "", **panel):
         rows, picker = runs_view(lab.profile_dir, summary["name"])
         run = find_run(lab.profile_dir, summary["name"])
         trace = traces.serve(run["trace"] if run else None)
-        return (*show_summary(summary), rows, picker, gr.update(value=trace, interactive=trace is not None))
+        return (*show_summary(summary, trace), rows, picker, gr.update(value=trace, interactive=trace is not None))
 
 
-def start_tensorboard(board: TensorBoard) -> str:
+def start_tensorboard(board: TensorBoard, request: gr.Request = None) -> str:
     with user_errors("TensorBoard"):
-        url = board.start()
+        board.start()
+    url = board.link(request.headers.get("host") if request is not None else None)
+    where = "every address" if board.host in ANY_ADDRESS else board.host
     return (f"TensorBoard is running: [{url}{PLUGIN_PATH}]({url}{PLUGIN_PATH}) (PyTorch Profiler plugin, "
-            f"logdir `{board.logdir}`; it listens on {board.host} only, new runs appear within about 10 s).")
+            f"logdir `{board.logdir}`; it listens on {where}, like the app; new runs appear within about 10 s). "
+            f"Its profiler pages load charts from CDNs: **they need internet**; the trace view above does not.")
 
 
 def build(lab: LabConfig | None = None) -> gr.Blocks:
     lab = lab or LabConfig()
-    board = TensorBoard(lab.profile_dir)
+    board = TensorBoard(lab.profile_dir, lab.host)
     with gr.Blocks(title="Profile") as tab:
         gr.Markdown(f"Record one decode under `torch.profiler`. Each recording is a run folder in "
                     f"`{lab.profile_dir}/` with a TensorBoard trace and a phase summary.")
@@ -155,6 +173,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             phase_table = gr.Dataframe(headers=PHASE_HEADERS, interactive=False, label="Phase table")
         timeline = gr.Plot(figures.step_timeline({}), label="Per-step timeline", elem_id="profile-timeline")
         top_ops = gr.Plot(figures.top_operators({}), label="Top operators", elem_id="profile-top-ops")
+        trace_view = gr.Plot(figures.trace_view({}), label="Trace view (works offline)", elem_id="profile-trace")
         gr.Markdown("### Recorded runs")
         runs = gr.Dataframe(headers=RUN_HEADERS, interactive=False, elem_id="profile-runs")
         with gr.Row():
@@ -165,7 +184,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         with gr.Row():
             tb_button = gr.Button("Start TensorBoard", elem_id="tb-start", scale=1)
             tb_link = gr.Markdown(elem_id="tb-link")
-        shown = [summary, phase_fig, phase_table, timeline, top_ops]
+        shown = [summary, phase_fig, phase_table, timeline, top_ops, trace_view]
         # preprocess=False: record() checks every value itself, so bad API input gets a clear message.
         traces = Traces()
         run.click(functools.partial(record, lab, traces), [text, name], [*shown, runs, picker, download],

@@ -2,6 +2,7 @@
 import copy
 import json
 import time
+from dataclasses import replace
 
 import gradio as gr
 import plotly.graph_objects as go
@@ -47,7 +48,9 @@ def scripted_steps() -> tuple:
 
 
 def traces(fig: go.Figure) -> dict:
-    return {t.name: t for t in fig.data if t.name}
+    """The figure's traces by name; beam-tree nodes by their kind (live, pruned, finished, ...)."""
+    kinds = {v: k for k, v in figures.NODE_NAMES.items()}
+    return {kinds.get(t.name, t.name): t for t in fig.data if t.name}
 
 
 # ---------------------------------------------------------------- figures
@@ -56,7 +59,7 @@ def test_beam_tree_draws_every_beam_once_and_fades_dead_branches():
     """Guards against lost nodes (parent indices misread) and pruned branches drawn as alive."""
     fig = figures.beam_tree(scripted_steps(), best=(16, 22), verified=[(16, 22)], failed=[(16,)])
     t = traces(fig)
-    nodes = sum(len(t[k].x) for k in t if k != "prompt")
+    nodes = sum(len(t[k].x) for k in t if k != "prompt" and t[k].mode != "lines")
     assert nodes == 2 + 3 + 2
     assert list(t["pruned"].x) == [0]  # root 1 (token N) had no child
     assert list(t["verified"].x) == [2] and list(t["failed"].x) == [1]
@@ -65,10 +68,51 @@ def test_beam_tree_draws_every_beam_once_and_fades_dead_branches():
     assert [x for x in best_edges.x if x is not None] == [-1, 0, 0, 1, 1, 2]
 
 
+def alt_steps() -> tuple:
+    """scripted_steps() with the top 3 alternatives a decoder keeps when asked (token, log-prob)."""
+    alts = {0: ((16, -0.1), (15, -1.0), (17, -3.0)), 1: ((22, -0.1), (9, -0.4), (23, -0.8))}
+    return tuple(engine.Step(s.step, tuple(replace(b, alternatives=alts.get(s.step, ((9, -0.1), (24, -1.1),
+                                                                                     (25, -4.0))))
+                                           for b in s.beams), s.elapsed_ms, s.cache_bytes) for s in scripted_steps())
+
+
+def test_beam_tree_reads_top_down_by_score_with_end_and_losing_alternatives():
+    """Guards against the best beam drawn at the bottom, the END token shown as ??, a best path without a
+    legend entry, and a hover without the token's probability or the tokens that lost."""
+    fig = figures.beam_tree(alt_steps(), best=(16, 22), verified=[(16, 22)], failed=[(16,)])
+    t = traces(fig)
+    assert fig.layout.yaxis.autorange == "reversed"  # leaf 0 is drawn at the top
+    verified_y, failed_y = t["verified"].y[0], t["failed"].y[0]
+    pruned_y = t["pruned"].y[0]
+    assert verified_y < pruned_y and failed_y < pruned_y  # living and finished branches above the dead one
+    assert list(t["verified"].text) == ["END"] and list(t["failed"].text) == ["END"]
+    assert "best answer's path" in t and t["best answer's path"].showlegend is not False
+    hover = t["verified"].hovertext[0]
+    assert "token <b>END</b>: p = 90.5%" in hover  # exp(-0.3 - -0.2)
+    assert "top alternatives that lost: 3 33.3%, 4 1.8%" in hover  # ids 24, 25; END was taken: not lost
+    root_hover = t["live"].hovertext[list(t["live"].x).index(0)]
+    assert "lost: & 5.0%" in root_hover and "N 36.8%" not in root_hover  # N (id 15) became beam 1: not lost
+
+
+def test_beam_tree_compact_mode_collapses_pruned_subtrees():
+    """Guards against a width-64 hairball: in compact mode a pruned subtree is its first node plus a +n tag."""
+    steps = list(scripted_steps())
+    # the pruned root (token N) gets a child that dies too: a pruned subtree of two nodes
+    steps[1] = replace(steps[1], beams=steps[1].beams + (B(0, (15, 20), -1.5, 1, False),))
+    full = traces(figures.beam_tree(steps, compact=False))
+    small = traces(figures.beam_tree(steps, compact=True))
+    assert sorted(full["pruned"].x) == [0, 1] and "collapsed pruned nodes (+n)" not in full
+    assert list(small["pruned"].x) == [0]  # only the subtree's first node is drawn
+    tags = small["collapsed pruned nodes (+n)"]
+    assert list(tags.text) == ["+1"] and "1 pruned node collapsed" in tags.hovertext[0]
+    assert list(small["live"].x) == list(full["live"].x)  # branches that live on are all still drawn
+    assert "compact" in figures.beam_tree(steps, compact=True).layout.title.text
+
+
 def test_beam_tree_replay_cuts_at_a_step():
     """Replay must hide later steps, and a beam alive at the cut is live, not pruned."""
     t = traces(figures.beam_tree(scripted_steps(), upto=1))
-    assert max(max(tr.x) for k, tr in t.items() if k != "prompt") == 1
+    assert max(max(x for x in tr.x if x is not None) for k, tr in t.items() if k != "prompt") == 1
     assert sorted(t["live"].x) == [0, 1, 1]  # root 0 and its two live children
     assert list(t["finished"].x) == [1]
 
@@ -272,7 +316,27 @@ def test_decompose_streams_steps_then_a_result_without_tensors(lab):
     clone = copy.deepcopy(state)  # gr.State must deep-copy cheaply
     assert not any(isinstance(v, torch.Tensor) for v in clone.values())
     fig, rows, text = decompose_tab.replay(0, state)
-    assert text.startswith("Step **0**") and len(rows) == len(state["steps"][0].beams)
+    assert text.startswith("Step **0**") and len(rows.data) == len(state["steps"][0].beams)
+    scores = list(live.data["score"])
+    assert scores == sorted(scores, reverse=True)  # the table is best score first
+
+
+def test_the_table_is_sorted_by_score_and_marks_the_best_answers_path():
+    """Guards against a table in beam-index order and, after the search, a last step that hides the best
+    answer: every step's row on the best answer's path is marked and highlighted."""
+    steps = scripted_steps()
+    assert formatting.best_path(steps, (16,)) == {0: 0, 1: 1}  # (16, END) finished at step 1
+    assert formatting.best_path(steps, (16, 22)) == {0: 0, 1: 0, 2: 0}
+    assert formatting.best_path(steps, (99,)) == {} and formatting.best_path(steps, None) == {}
+    rows = formatting.beam_rows(steps[1], on_path=1)
+    assert [r[3] for r in rows] == [-0.2, -0.5, -0.9] and [r[0] for r in rows] == [0, 1, 2]
+    assert rows[1][5] == "★ best answer" and rows[1][1] == "P END"
+    rows = formatting.beam_rows(steps[2], on_path=1)
+    assert [r[0] for r in rows] == [0, 1] and rows[1][5] == "★ on the best answer's path"
+    state = {"steps": steps, "best": (16,), "verified": [(16,)], "failed": []}
+    style = decompose_tab.step_table(state, 1).to_html().split("</style>")[0]
+    assert "background-color: #ffe8c2" in style  # the marked row (row 1: the best answer) and no other
+    assert all(f"row1_col{c}" in style for c in range(6)) and "row0_col" not in style and "row2_col" not in style
 
 
 def test_decompose_warns_outside_the_training_distribution(lab):
@@ -364,9 +428,12 @@ def test_compare_reads_the_api_dataframe_payload(lab):
 def test_profile_records_a_run_and_lists_it(lab):
     traces = profile_tab.Traces()
     out = profile_tab.record(lab, traces, "a^4 + 2a^2 + 7", "unit", **panel())
-    summary_md, rows = out[0], out[5]
+    summary_md, trace_view, rows = out[0], out[5], out[6]
     assert "unit" in summary_md and "trace" in summary_md
-    assert rows and rows[0][0].endswith("unit") and rows[0][5].endswith(".pt.trace.json")
+    assert rows and rows[0][0].endswith("unit") and rows[0][5] == rows[0][0] + ".pt.trace.json"
+    lanes = [t.name for t in trace_view.data]  # the in-app trace view of the recording
+    assert lanes[:3] == ["step", "prefill", "decode_step"] and "beam_select" in lanes and "operators" in lanes
+    assert len(trace_view.data[0].x) == 6  # max_new=6 decode steps, one span each
     assert out[2] and out[2][0][0] in engine.PHASES  # the phase table
     picked = profile_tab.select_run(lab.profile_dir, traces, rows[0][0])
     assert picked[-1]["value"].endswith(".pt.trace.json")
