@@ -180,7 +180,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             picker = gr.Dropdown([], label="Run", elem_id="profile-picker", scale=3)
             refresh = gr.Button("Refresh list", scale=1)
             download = gr.DownloadButton("Download trace", interactive=False, elem_id="profile-download", scale=1)
-        gr.Markdown(TRACE_NOTE)
+        gr.Markdown(TRACE_NOTE, elem_id="profile-trace-note")
         with gr.Row():
             tb_button = gr.Button("Start TensorBoard", elem_id="tb-start", scale=1)
             tb_link = gr.Markdown(elem_id="tb-link")

@@ -24,8 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = os.path.join(ROOT, "test-artifacts", "screenshots")
-DOCS_SCREENSHOTS = os.path.join(ROOT, "docs", "screenshots")
+SCREENSHOTS = os.path.join(ROOT, "test-artifacts", "screenshots")  # git-ignored: every run writes here
+DOCS_SCREENSHOTS = os.path.join(ROOT, "docs", "screenshots")  # the README's: refreshed only when asked
+UPDATE_SCREENSHOTS = "UPDATE_SCREENSHOTS"  # UPDATE_SCREENSHOTS=1 python -m pytest tests/test_browser.py
 STARTUP_TIMEOUT = 180  # seconds: importing torch + gradio on a busy 2-core machine is slow
 
 
@@ -144,13 +145,18 @@ def chromium() -> Iterator:
             ctx.close()
 
 
-def screenshot(page, name: str) -> str:
-    """Full-page screenshot into test-artifacts/screenshots/<name>.png, copied to docs/screenshots/."""
+def screenshot(page, name: str, element: str | None = None) -> str:
+    """Full-page screenshot (or of one element) into test-artifacts/screenshots/<name>.png; copied to
+    docs/screenshots/ for the README only when the environment sets UPDATE_SCREENSHOTS=1."""
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    os.makedirs(DOCS_SCREENSHOTS, exist_ok=True)
     path = os.path.join(SCREENSHOTS, f"{name}.png")
-    page.screenshot(path=path, full_page=True)
-    shutil.copyfile(path, os.path.join(DOCS_SCREENSHOTS, f"{name}.png"))
+    if element is None:
+        page.screenshot(path=path, full_page=True)
+    else:
+        page.locator(element).screenshot(path=path)
+    if os.environ.get(UPDATE_SCREENSHOTS) == "1":
+        os.makedirs(DOCS_SCREENSHOTS, exist_ok=True)
+        shutil.copyfile(path, os.path.join(DOCS_SCREENSHOTS, f"{name}.png"))
     return path
 
 
