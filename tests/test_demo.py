@@ -440,6 +440,17 @@ def test_profile_records_a_run_and_lists_it(lab):
     assert "process peak" in summary_md
 
 
+def test_tensorboard_binds_the_apps_host_and_links_the_browsers_host():
+    """Guards against a dead link on a remote machine: TensorBoard bound 127.0.0.1 even with --host 0.0.0.0.
+    It binds what the app binds; the link names the host the browser reached the app at."""
+    from demo.tensorboard import TensorBoard, link_host
+    assert link_host("127.0.0.1", "lab.example:7860") == "127.0.0.1"
+    assert link_host("0.0.0.0", "lab.example:7860") == "lab.example"
+    assert link_host("0.0.0.0", "[::1]:7860") == "[::1]" and link_host("::", "10.0.0.2") == "10.0.0.2"
+    assert link_host("0.0.0.0", None) == "127.0.0.1" and link_host("fe80::1", "x") == "[fe80::1]"
+    assert TensorBoard("profiles", LabConfig(host="0.0.0.0").host).host == "0.0.0.0"
+
+
 def test_traces_are_served_from_the_profile_folder_one_file_at_a_time(lab, tmp_path):
     """Gradio kept a copy of every trace it served, also after the run was pruned; a static file is served
     in place instead. Only the trace itself becomes static, never its folder."""
