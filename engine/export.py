@@ -11,8 +11,8 @@ project's code, so `generate()`, CTranslate2's converter and vLLM take it as it 
 model's prompt format followed by ⁇ (for "seed" models: the prompt half of a line of a seed-format file).
 `ct2` runs CTranslate2's converter on that directory (`pip install ctranslate2`).
 
-The bench's hf suite and the web app's Compare tab run `exported_hf`: this export, read back with the Auto
-classes. transformers and ctranslate2 are imported only when a function here is called.
+The bench's hf and engines suites and the web app's Compare tab run `exported_hf`: this export, read back with
+the Auto classes, and `exported_ct2`: its CTranslate2 conversion, loaded as a Generator. transformers and ctranslate2 are imported only when a function here is called.
 """
 from __future__ import annotations
 
@@ -93,6 +93,22 @@ def save_ct2(model: GPT, out: str) -> str:
     # padding there (this tokenizer raises on them instead).
     _edit_json(os.path.join(out, "config.json"), unk_token=VOCAB[PAD_ID])
     return out
+
+
+def exported_ct2(model: GPT, threads: int | None = None):
+    """`model` as CTranslate2 runs it: converted from the hf export (save_ct2) and loaded as a
+    ctranslate2.Generator on the CPU in float32 with `threads` intra-op threads (default: torch's count), one
+    batch at a time. Raises RuntimeError when ctranslate2 is not installed."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise RuntimeError("the CTranslate2 comparison needs CTranslate2: pip install ctranslate2") from None
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="polydecode-ct2-") as tmp:
+        save_ct2(model, tmp)  # the Generator reads everything it needs while it loads
+        return ctranslate2.Generator(tmp, device="cpu", compute_type="float32", inter_threads=1,
+                                     intra_threads=threads or torch.get_num_threads())
 
 
 def main(argv: list[str] | None = None) -> int:

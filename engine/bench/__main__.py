@@ -3,6 +3,7 @@
     python -m engine.bench generation [--runs 20] [--warmup 5]   # the seed's V1/V2/V3 table, plus fastest
     python -m engine.bench beam                                  # 30 problems of (2,2), widths 5 and 10
     python -m engine.bench hf                                    # ours vs transformers generate()
+    python -m engine.bench engines                               # ours vs generate() and CTranslate2, same weights
     python -m engine.bench sweep                                 # when does a KV cache pay?
     python -m engine.bench frontier [--pairs 2_2,3_2] [--problems 60]   # verified accuracy vs ms per strategy
     common: [--json] [--checkpoint PATH | --preset tiny|default|paper] [--smoke] [--out DIR] [--threads N]

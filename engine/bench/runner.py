@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Callable
 
 from ..device import machine_info
+from .engines import engines
 from .frontier import frontier
 from .suites import beam, generation, hf
 from .sweep import sweep
@@ -15,12 +16,12 @@ from .util import Progress, load_subject
 
 log = logging.getLogger(__name__)
 
-SUITES: tuple[str, ...] = ("generation", "beam", "hf", "sweep", "frontier")
+SUITES: tuple[str, ...] = ("generation", "beam", "hf", "engines", "sweep", "frontier")
 DEFAULT_OUT = os.path.join("profiles", "bench")
 # runs, warmup per suite (full / smoke), and the smoke sizes that keep CI to seconds
-DEFAULTS = {"generation": ((20, 5), (1, 0)), "beam": ((1, 1), (1, 0)), "hf": ((3, 1), (1, 0)),
+DEFAULTS = {"generation": ((20, 5), (1, 0)), "beam": ((1, 1), (1, 0)), "hf": ((3, 1), (1, 0)), "engines": ((2, 1), (1, 0)),
             "sweep": ((1, 1), (1, 0)), "frontier": ((1, 1), (1, 0))}
-SMOKE_PROBLEMS = {"beam": 3, "hf": 4}
+SMOKE_PROBLEMS = {"beam": 3, "hf": 4, "engines": 3}
 
 
 def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup: int | None = None,
@@ -53,6 +54,8 @@ def run_suite(name: str, *, smoke: bool = False, runs: int | None = None, warmup
         result = beam(subject, runs, warmup, n=SMOKE_PROBLEMS["beam"] if smoke else 30, progress=progress)
     elif name == "hf":
         result = hf(subject, runs, warmup, n=SMOKE_PROBLEMS["hf"] if smoke else 12, progress=progress)
+    elif name == "engines":
+        result = engines(subject, runs, warmup, n=SMOKE_PROBLEMS["engines"] if smoke else 30, progress=progress)
     elif name == "frontier":
         result = frontier(subject, runs, warmup, smoke=smoke, pairs=pairs, n=problems, progress=progress)
         result["model"] = subject.label

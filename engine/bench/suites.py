@@ -10,9 +10,8 @@ from dataclasses import replace
 from functools import partial
 
 from ..decoding import best_answer, preset, rank_answers
-from ..device import machine_info
 from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hyps, interleaved, matmul_gflops,
-                   max_new_for, problem_prompts, problems, report, run_ours, stats, timed)
+                   max_new_for, problem_prompts, problems, report, result_object, run_ours, stats, timed)
 
 GEN_PRESETS = ("V1", "V2", "V3", "fastest")
 SHORT, MEDIUM, LONG = (2, 2), (3, 3), (4, 4)
@@ -25,12 +24,6 @@ GEN_CASES: dict[str, tuple[tuple[int, int], ...]] = {
 }
 GEN_DEFINITION = ("short = a degree (2,2) problem (prompt 27-49 tokens), medium = (3,3) (90-121 tokens), "
                   "mixed = one each of (2,2), (3,3), (4,4) in one batch (27-248 tokens); greedy decoding")
-
-
-def _result(suite: str, subject: Subject, settings: dict, definitions: list[str], columns: list[str],
-            rows: list[dict], summary: dict, notes: list[str] | None = None) -> dict:
-    return {"suite": suite, "machine": machine_info(subject.device), "model": subject.label, "settings": settings,
-            "definitions": definitions, "columns": columns, "rows": rows, "summary": summary, "notes": notes or []}
 
 
 def case_problems(case: str) -> list:
@@ -73,7 +66,7 @@ def generation(subject: Subject, runs: int, warmup: int, progress: Progress | No
                "outputs_identical": all(ok for ok, _ in checks), "near_ties": sum(t for _, t in checks)}
     settings = {"runs": runs, "warmup": warmup, "decoder": "greedy",
                 "max_new": answer_rule(subject)}
-    return _result("generation", subject, settings, [GEN_DEFINITION], ["case", "batch", "prompt_tokens", "preset",
+    return result_object("generation", subject, settings, [GEN_DEFINITION], ["case", "batch", "prompt_tokens", "preset",
                    "avg_ms", "min_ms", "max_ms", "speedup_vs_v1"], rows, summary)
 
 
@@ -187,7 +180,7 @@ def beam(subject: Subject, runs: int, warmup: int, n: int = 30, widths: tuple[in
         f"outputs_identical: every problem's best answer has the same tokens in every row, or the scores tie "
         f"within {SCORE_TOL:g} (a float near-tie that kernels may order differently; counted in near_ties)",
     ]
-    return _result("beam", subject, settings, definitions, ["width", "decoder", "problems_per_call", "seconds",
+    return result_object("beam", subject, settings, definitions, ["width", "decoder", "problems_per_call", "seconds",
                    "problems_per_s", "speedup_vs_no_cache", "step_ms", "x_floor", "accuracy"], rows, summary)
 
 
@@ -241,5 +234,5 @@ def hf(subject: Subject, runs: int, warmup: int, n: int = 12, progress: Progress
                    f"tokens (or the scores tie within {SCORE_TOL:g}: near_ties); identical_all_beams: every "
                    "returned beam, token for token, in order",
                    "speedup_vs_hf_greedy is the smaller of the batch 1 and batch 4 figures"]
-    return _result("hf", subject, settings, definitions, ["mode", "batch", "ours_ms_per_problem",
+    return result_object("hf", subject, settings, definitions, ["mode", "batch", "ours_ms_per_problem",
                    "hf_ms_per_problem", "speedup", "identical_best", "identical_all_beams"], rows, summary)

@@ -11,7 +11,7 @@ import torch
 from ..checkpoint import load_weights
 from ..data import Problem, generate
 from ..decoding import Decoded, DecodeOptions, Hypothesis, decode, run_to_completion
-from ..device import synchronize
+from ..device import machine_info, synchronize
 from ..model import GPT
 from ..prompt import prompt_ids
 from ..tokenizer import encode
@@ -73,6 +73,14 @@ def answer_rule(subject: Subject) -> str:
         return f"natural stop at END (cap {TRAINED_MAX_NEW})"
     cap = f", capped at {subject.answer_cap}" if subject.answer_cap else ""
     return f"forced: longest reference answer + END{cap} (random weights, END unreachable)"
+
+
+def result_object(suite: str, subject: Subject, settings: dict, definitions: list[str], columns: list[str],
+                  rows: list[dict], summary: dict, notes: list[str] | None = None) -> dict:
+    """What every suite returns: {"suite", "machine", "model", "settings", "definitions", "columns", "rows",
+    "summary", "notes"}."""
+    return {"suite": suite, "machine": machine_info(subject.device), "model": subject.label, "settings": settings,
+            "definitions": definitions, "columns": columns, "rows": rows, "summary": summary, "notes": notes or []}
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:

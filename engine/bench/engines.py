@@ -1,0 +1,138 @@
+"""The engines suite: ours against Hugging Face generate() and CTranslate2 on identical weights.
+
+Greedy and beam 10, one problem at a time and every problem in one batch, on the (2,2) problems of the bench.
+Ours runs the `fastest` preset and each speed toggle (DecodeOptions fields that are not in it); transformers
+runs the hf export read back with AutoModelForCausalLM, CTranslate2 that export converted (engine.export). A
+toggle that may change outputs (precision) reports its agreement with ours in float32 instead of identity.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
+
+from ..decoding import best_answer, ct2_decode, hf_decode, preset, rank_answers
+from ..tokenizer import vocab_for
+from .suites import SHORT
+from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hyps, max_new_for, problem_prompts,
+                   problems, report, result_object, run_ours, timed)
+
+MODES = (("greedy", 1), ("beam", 10))  # decoder, width
+FASTEST = "ours"
+HF, CT2 = "transformers", "ctranslate2"
+
+
+def variants() -> dict[str, dict]:
+    """Ours: the fastest preset (fields overridden per variant). Each new speed toggle adds a row here."""
+    return {FASTEST: {}}
+
+
+def _label(decoder: str, width: int) -> str:
+    return "greedy" if decoder == "greedy" else f"beam {width}"
+
+
+def _contenders(subject: Subject, hf_model, ct2_model) -> dict:
+    """name -> fn(prompts, opts) -> Decoded."""
+    fns = {name: (lambda over: lambda prompts, opts: run_ours(subject.model, prompts, replace(opts, **over),
+                                                                subject.check))(over)
+           for name, over in variants().items()}
+    fns[HF] = partial(hf_decode, hf_model)
+    if ct2_model is not None:
+        fns[CT2] = partial(ct2_decode, ct2_model, vocab_for(subject.model.config.prompt_format))
+    return fns
+
+
+def _pass(subject: Subject, batch: list, bsz: int, fn, opts) -> list:
+    """Decode `batch` in groups of bsz; [(problems, Decoded)] per call."""
+    out = []
+    for lo in range(0, len(batch), bsz):
+        group = batch[lo: lo + bsz]
+        out.append((group, fn(problem_prompts(subject.model, group), replace(opts, max_new=max_new_for(subject, group)))))
+    return out
+
+
+def _verified(calls) -> list[bool]:
+    return [bool((a := best_answer(rank_answers(p.f, hyps))) and a.verified)
+            for group, result in calls for p, hyps in zip(group, result.hypotheses)]
+
+
+def _time_round(subject: Subject, fns: dict, batch: list, bsz: int, opts, runs: int, warmup: int) -> dict:
+    """{name: (ms per problem, calls of the last run)}. Warm-up: `warmup` calls of one group each; the
+    contenders then take turns run by run (a slow spell of the machine hits them alike)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            _pass(subject, batch[:bsz], bsz, fn, opts)
+    times = {name: [] for name in fns}
+    last = {}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            if subject.check is not None:
+                subject.check()
+            ms, last[name] = timed(lambda: _pass(subject, batch, bsz, fn, opts), subject.device)
+            times[name].append(ms)
+    return {name: (sum(t) / len(t) / len(batch), last[name]) for name, t in times.items()}
+
+
+def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tuple[int, ...] = (1, 30),
+            progress: Progress | None = None) -> dict:
+    """The engines table: ms per problem for every (mode, batch, engine), against CTranslate2 and transformers."""
+    from ..export import exported_ct2, exported_hf
+    notes = []
+    hf_model = exported_hf(subject.model)
+    try:
+        ct2_model = exported_ct2(subject.model)
+    except RuntimeError as e:
+        ct2_model = None
+        notes.append(f"CTranslate2 rows left out: {e}")
+    fns = _contenders(subject, hf_model, ct2_model)
+    batch = problems(SHORT, n)
+    batches = tuple(min(b, n) for b in batches)
+    rows, ms, same = [], {}, {}
+    rounds = [(d, w, b) for d, w in MODES for b in batches]
+    for ri, (decoder, width, bsz) in enumerate(rounds):
+        mode = _label(decoder, width)
+        report(progress, ri / len(rounds), f"engines: {mode}, batch {bsz}")
+        opts = preset("fastest", decoder=decoder, width=width, length_penalty=0.0)
+        measured = _time_round(subject, fns, batch, bsz, opts, runs, warmup)
+        ref_calls = measured[FASTEST][1]
+        ref_best = [h for _, r in ref_calls for h in best_hyps(r)]
+        ref_verified = _verified(ref_calls)
+        for name, (t, calls) in measured.items():
+            best = [h for _, r in calls for h in best_hyps(r)]
+            ok, ties = agreement(best, ref_best)
+            verified = _verified(calls)
+            ms[mode, bsz, name], same[mode, bsz, name] = t, ok
+            row = {"mode": mode, "batch": bsz, "engine": name, "ms_per_problem": round(t, 2),
+                   "identical_best": ok, "near_ties": ties,
+                   "same_best_share": round(sum(a is not None and b is not None and a.ids == b.ids
+                                                for a, b in zip(best, ref_best)) / n, 3),
+                   "verified_share": round(sum(verified) / n, 3)}
+            rows.append(row)
+        for row in rows[-len(measured):]:
+            row["vs_ct2"] = round(ms[mode, bsz, row["engine"]] / ms[mode, bsz, CT2], 2) if ct2_model else None
+            row["hf_speedup"] = round(ms[mode, bsz, HF] / ms[mode, bsz, row["engine"]], 2)
+
+    def ct2_ratio(mode: str, bsz: int):
+        return round(ms[mode, bsz, FASTEST] / ms[mode, bsz, CT2], 2) if ct2_model else None
+
+    b1, bn = batches[0], batches[-1]  # the b30 keys hold the all-in-one-batch figures (fewer in smoke runs)
+    summary = {"ct2_ratio_greedy_b1": ct2_ratio("greedy", b1), "ct2_ratio_beam10_b1": ct2_ratio("beam 10", b1),
+               "ct2_ratio_greedy_b30": ct2_ratio("greedy", bn), "ct2_ratio_beam10_b30": ct2_ratio("beam 10", bn),
+               "speedup_vs_hf_greedy": round(ms["greedy", b1, HF] / ms["greedy", b1, FASTEST], 2),
+               "speedup_vs_hf_beam10": round(ms["beam 10", b1, HF] / ms["beam 10", b1, FASTEST], 2),
+               "outputs_identical": all(same[k] for k in same if k[2] in (FASTEST, HF, CT2)),
+               "ctranslate2": ct2_model is not None}
+    settings = {"problems": n, "pair": "2_2", "batches": list(batches), "runs": runs, "warmup": warmup,
+                "ours": "preset fastest", "transformers": "generate() on the hf export",
+                "ctranslate2": "Generator on the ct2 conversion of the hf export, float32, same threads, patience 1",
+                "length_penalty": 0.0, "max_new": answer_rule(subject)}
+    definitions = [
+        "ms_per_problem: wall time of the whole pass over the problems / problems (batch 1: one call per problem)",
+        "vs_ct2: this engine's time / CTranslate2's (below 1: faster than CTranslate2); hf_speedup: transformers' "
+        "time / this engine's",
+        f"identical_best: every problem's best answer has the same tokens as ours (or the scores tie within "
+        f"{SCORE_TOL:g}: near_ties); same_best_share: the share with the same tokens; verified_share: the share "
+        "of problems whose best answer verifies",
+    ]
+    columns = ["mode", "batch", "engine", "ms_per_problem", "vs_ct2", "hf_speedup", "identical_best",
+               "same_best_share", "verified_share"]
+    return result_object("engines", subject, settings, definitions, columns, rows, summary, notes)
