@@ -14,15 +14,20 @@ import engine
 from . import figures, jobs
 from .controls import MAX_NEW, choice, whole
 from .formatting import ascii_poly, options_summary
-from .lab import MODEL_QUEUE, LabConfig, Limits, example_problems, hf_model, user_errors
+from .lab import MODEL_QUEUE, LabConfig, Limits, ct2_model, example_problems, hf_model, user_errors
 
 HF = "hf"  # the preset column value that runs transformers generate() on the exported weights
+CT2 = "ctranslate2"  # the preset column value that runs CTranslate2 on the same export, converted
 COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new"]
 POLYNOMIAL = "the polynomial above"
 
 
 def hf_available() -> bool:
     return importlib.util.find_spec("transformers") is not None
+
+
+def ct2_available() -> bool:
+    return hf_available() and importlib.util.find_spec("ctranslate2") is not None
 
 
 def default_configs() -> list[list]:
@@ -37,6 +42,7 @@ class Config:
     detail: str  # the options in words
     opts: engine.DecodeOptions
     hf: bool = False
+    ct2: bool = False
 
 
 def _cell(value) -> str:
@@ -71,17 +77,24 @@ def parse_configs(rows: list[list], limits: Limits = Limits(), problems: int = 1
             changes = {k: cells[k] for k in ("decoder", "cache", "beam_cache", "attention") if cells[k]}
             changes.update({k: whole(cells[k], k, 1, most) for k, most in (("width", engine.MAX_WIDTH),
                                                                             ("max_new", MAX_NEW)) if cells[k]})
-            opts = engine.options(engine.CUSTOM if name == HF else name, **changes)
+            opts = engine.options(engine.CUSTOM if name in (HF, CT2) else name, **changes)
             limits.check_decode(opts, problems)
         except ValueError as e:
             raise ValueError(f"configuration row {n}: {e}") from None
         if name == HF and not hf_available():
             raise ValueError(f"configuration row {n}: transformers generate() is not available here")
+        if name == CT2 and not ct2_available():
+            raise ValueError(f"configuration row {n}: CTranslate2 is not installed here (pip install ctranslate2)")
+        if name in (HF, CT2) and opts.decoder not in ("greedy", "beam"):
+            raise ValueError(f"configuration row {n}: {name} runs greedy or beam, not {opts.decoder}")
+        search = f"beam {opts.beams}" if opts.decoder == "beam" else "greedy"
         if name == HF:
-            detail = f"transformers generate(), {'beam ' + str(opts.beams) if opts.decoder == 'beam' else 'greedy'}"
+            detail = f"transformers generate(), {search}"
+        elif name == CT2:
+            detail = f"CTranslate2 Generator, {search}"
         else:
             detail = options_summary(opts)
-        configs.append(Config(f"{n}. {name}", detail, opts, name == HF))
+        configs.append(Config(f"{n}. {name}", detail, opts, name == HF, name == CT2))
     if len(configs) < 2:
         raise ValueError("give at least two configurations to compare")
     return configs
@@ -91,6 +104,9 @@ def _run(lab: LabConfig, cfg: Config, fs: list[engine.Poly], prompts: list[list[
          check: jobs.Check | None = None) -> engine.Decoded:
     if cfg.hf:
         return engine.hf_decode(hf_model(lab.checkpoint), prompts, cfg.opts)
+    if cfg.ct2:
+        generator, vocab = ct2_model(lab.checkpoint)
+        return engine.ct2_decode(generator, vocab, prompts, cfg.opts)
     # the polynomial verifier is the acceptance check (stop_on_verified, cascades)
     return engine.run_to_completion(engine.decode_polynomials(lab.model(), fs, cfg.opts), check)
 
@@ -98,8 +114,8 @@ def _run(lab: LabConfig, cfg: Config, fs: list[engine.Poly], prompts: list[list[
 def _phases(lab: LabConfig, cfg: Config, fs: list[engine.Poly], result: engine.Decoded, tmp: str | None) -> dict:
     """ms per phase. With `tmp` and one polynomial: a profiled run (prefill, decode steps, cache work, beam
     selection, verification). Otherwise the decoder's own step timings split prefill (step 0) from the
-    decode steps. transformers generate() only reports its total."""
-    if cfg.hf:
+    decode steps. transformers generate() and CTranslate2 only report their total."""
+    if cfg.hf or cfg.ct2:
         return {"other": result.total_ms}
     if tmp is not None and len(fs) == 1:
         summary = engine.profile_run(lab.model(), fs[0], cfg.opts, out_dir=tmp, keep=1, warmup=False)
@@ -173,7 +189,8 @@ def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled:
             idle=(gr.skip(),) * 5)
         what = "1 polynomial" if len(fs) == 1 else f"case {source} ({len(fs)} polynomials in one batch)"
         head = f"{verdict(outputs)}\n\n{len(configs)} configurations on {what}, {runs} timed runs each."
-        raw = {"configurations": [dict(label=c.label, detail=c.detail, hf=c.hf, **asdict(c.opts)) for c in configs],
+        raw = {"configurations": [dict(label=c.label, detail=c.detail, hf=c.hf, ctranslate2=c.ct2,
+                                     **asdict(c.opts)) for c in configs],
                "stats": stats}
     yield head, figures.latency_bars(stats), figures.phase_stack(phases), table, raw
 
@@ -182,7 +199,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
     lab = lab or LabConfig()
     with gr.Blocks(title="Compare") as tab:
         gr.Markdown("Run the same input through two or more configurations (any preset and options; `hf` = "
-                    "transformers `generate()` on the same weights) and compare latency, phases and outputs. "
+                    "transformers `generate()` on the same weights, `ctranslate2` = CTranslate2 on them, converted) and compare latency, phases and outputs. "
                     f"A blank cell keeps the preset's value. At most {lab.limits.max_configs} configurations, "
                     f"{lab.limits.max_runs} timed runs each; **Stop** ends a comparison within a second or two.")
         with gr.Row():
@@ -194,7 +211,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                                  elem_id="compare-runs")
                 profiled = gr.Checkbox(True, label="Profile the phases (one extra recorded run each; one polynomial)")
         rows = gr.Dataframe(default_configs(), headers=COLUMNS, type="array", interactive=True,
-                            label="Configurations (preset: V1, V2, V3, fastest, custom or hf)",
+                            label="Configurations (preset: V1, V2, V3, fastest, custom, hf or ctranslate2)",
                             elem_id="compare-configs")
         with gr.Row():
             run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=3)

@@ -107,6 +107,19 @@ def hf_model(path: str):
         return _hf(path)
 
 
+@functools.cache
+def _ct2(path: str):
+    model = load_model(path)
+    return engine.exported_ct2(model), engine.vocab_for(model.config.prompt_format)
+
+
+def ct2_model(path: str):
+    """(ctranslate2.Generator, the model's token strings): the same weights converted as `python -m engine.export
+    --format ct2` converts them, on first use, then shared."""
+    with _LOAD_LOCK:
+        return _ct2(path)
+
+
 @contextmanager
 def user_errors(action: str) -> Iterator[None]:
     """Engine ValueErrors (bad polynomial, bad option, checkpoint problems) become a gr.Error the page

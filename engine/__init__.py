@@ -26,7 +26,7 @@ from .decoding import (ATTENTIONS, BEAM_CACHES, CACHE_STRATEGIES, CACHES, CUSTOM
 from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, Weights, export_hf, import_seed_checkpoint,
                          load_checkpoint, load_model, load_weights, save_checkpoint)
 from .profiler import PHASES, TRACE_SUFFIXES, list_runs, profile_run, read_timeline
-from .export import exported_hf
+from .export import exported_ct2, exported_hf
 from .bench import GEN_CASES, SUITES, case_problems, format_table, run_suite
 from .cli import add_runtime_args, apply_runtime_args
 from .examples import read_examples

@@ -1,6 +1,7 @@
 """python -m engine.bench: every suite in smoke mode (seconds) prints a table and a well-formed JSON line."""
 import json
 import os
+import sys
 
 import pytest
 import torch
@@ -18,12 +19,14 @@ SUMMARY_KEYS = {
     "beam": {"speedup_vs_nocache_w10", "speedup_vs_seed_way_w10", "seconds_fastest_w10", "accuracy_identical",
              "outputs_identical"},
     "hf": {"speedup_vs_hf_greedy", "speedup_vs_hf_beam10", "outputs_identical"},
+    "engines": {"ct2_ratio_greedy_b1", "ct2_ratio_beam10_b1", "ct2_ratio_greedy_b30", "ct2_ratio_beam10_b30",
+                "speedup_vs_hf_greedy", "speedup_vs_hf_beam10", "outputs_identical"},
     "sweep": {"min_speedup_best_cache", "outputs_identical"},
     "frontier": {"cascade_time_ratio", "cascade_accuracy_gap", "stop_on_verified_speedup",
                  "stop_on_verified_accuracy_gap", "stop_on_verified_saved_steps", "cascade_time_ratio_one_at_a_time"},
 }
 FLAGS = {"generation": ("outputs_identical",), "beam": ("accuracy_identical", "outputs_identical"),
-         "hf": ("outputs_identical",), "sweep": ("outputs_identical",), "frontier": ()}
+         "hf": ("outputs_identical",), "engines": ("outputs_identical", "ctranslate2"), "sweep": ("outputs_identical",), "frontier": ()}
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -225,3 +228,50 @@ def test_frontier_flags(capsys, tmp_path):
         run_suite("beam", smoke=True, pairs=[(2, 2)], out_dir=None)
     with pytest.raises(ValueError, match="problems"):
         run_suite("frontier", smoke=True, problems=0, out_dir=None)
+
+
+def _engine_rows(result: dict, engine: str) -> list[dict]:
+    return [r for r in result["rows"] if r["engine"] == engine]
+
+
+def test_engines_smoke_has_every_engine_with_identical_best_answers(tmp_path):
+    """Ours, transformers and CTranslate2 each run greedy and beam 10, one at a time and batched, on the same
+    weights, and their best answers agree (the identity flags are computed, not assumed: see the next test)."""
+    pytest.importorskip("ctranslate2")
+    result = run_suite("engines", smoke=True, out_dir=None)
+    for engine in ("ours", "transformers", "ctranslate2"):
+        rows = _engine_rows(result, engine)
+        assert {(r["mode"], r["batch"]) for r in rows} == {("greedy", 1), ("greedy", 3), ("beam 10", 1), ("beam 10", 3)}
+        assert all(r["identical_best"] and r["same_best_share"] == 1.0 and r["ms_per_problem"] > 0 for r in rows)
+    ours, ct2 = _engine_rows(result, "ours")[0], _engine_rows(result, "ctranslate2")[0]
+    assert result["summary"]["ct2_ratio_greedy_b1"] == round(ours["ms_per_problem"] / ct2["ms_per_problem"], 2)
+
+
+def test_engines_flags_a_ctranslate2_that_answers_differently(monkeypatch):
+    """A CTranslate2 run whose answers differ must turn identical_best and outputs_identical false."""
+    pytest.importorskip("ctranslate2")
+    from engine.bench import engines
+    from engine.decoding import Decoded, Hypothesis
+
+    real = engines.ct2_decode
+
+    def wrong(generator, vocab, prompts, opts):
+        out = real(generator, vocab, prompts, opts)
+        return Decoded(tuple(tuple(Hypothesis(h.ids + (SEP_ID - 1,), h.score - 5.0, h.finished) for h in g)
+                             for g in out.hypotheses), (), 0.0, out.total_ms)
+
+    monkeypatch.setattr(engines, "ct2_decode", wrong)
+    result = run_suite("engines", smoke=True, out_dir=None)
+    assert not any(r["identical_best"] for r in _engine_rows(result, "ctranslate2"))
+    assert result["summary"]["outputs_identical"] is False
+
+
+def test_engines_without_ctranslate2_is_a_note_not_a_crash(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 now fails as if not installed
+    monkeypatch.setitem(sys.modules, "ctranslate2.converters", None)
+    result = run_suite("engines", smoke=True, out_dir=None)
+    assert not _engine_rows(result, "ctranslate2") and _engine_rows(result, "transformers")
+    assert result["summary"]["ct2_ratio_greedy_b1"] is None and result["summary"]["ctranslate2"] is False
+    assert result["summary"]["outputs_identical"] is True
+    assert any("pip install ctranslate2" in n for n in result["notes"])
+    assert all(r["vs_ct2"] is None for r in result["rows"])

@@ -501,6 +501,19 @@ def test_compare_runs_transformers_generate_beside_ours(lab):
     assert raw["configurations"][1]["hf"] and table[1][1].startswith("transformers generate()")
 
 
+def test_compare_runs_ctranslate2_beside_ours(lab):
+    """The ctranslate2 row decodes with CTranslate2 on the converted export; greedy must match ours token for token."""
+    pytest.importorskip("ctranslate2")
+    rows = [["fastest", "greedy", "", "", "", "", 6], ["ctranslate2", "greedy", "", "", "", "", 6]]
+    verdict, latency, phases, table, raw = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
+                                                                     rows, 1))
+    assert "Outputs identical" in verdict
+    assert raw["configurations"][1]["ctranslate2"] and not raw["configurations"][1]["hf"]
+    assert table[1][1].startswith("CTranslate2 Generator, greedy")
+    with pytest.raises(ValueError, match="greedy or beam"):
+        compare_tab.parse_configs([["fastest", "greedy"], ["ctranslate2", "sample"]])
+
+
 def test_app_listens_on_localhost_with_the_shipped_model_by_default():
     import app
     args = app.parse_args([])

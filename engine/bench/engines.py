@@ -72,6 +72,35 @@ def _time_round(subject: Subject, fns: dict, batch: list, bsz: int, opts, runs: 
     return {name: (sum(t) / len(t) / len(batch), last[name]) for name, t in times.items()}
 
 
+def linear_traffic(model, reps: int = 200) -> dict:
+    """Why a linear costs more inside a decode step than alone, measured: one token (batch 1) through one of the
+    model's linears again and again (its weight stays in cache) against all of them in turn, as a step runs them
+    (each weight is evicted by the others when they outgrow the last-level cache). The gap is weight traffic,
+    not arithmetic, layout or Python (no Python runs between the linears of the second loop)."""
+    import torch
+    import torch.nn.functional as F
+
+    lins = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    ins = [torch.randn(1, m.in_features, device=m.weight.device) for m in lins]
+    one = max(lins, key=lambda m: m.weight.numel())
+    x = torch.randn(1, one.in_features, device=one.weight.device)
+
+    def per_call(fn, calls: int) -> float:
+        for _ in range(10):
+            fn()
+        ms, _ = timed(lambda: [fn() for _ in range(reps)], next(model.parameters()).device)
+        return ms * 1e3 / reps / calls
+
+    with torch.inference_mode():
+        alone = per_call(lambda: F.linear(x, one.weight, one.bias), 1)
+        in_turn = per_call(lambda: [F.linear(i, m.weight, m.bias) for i, m in zip(ins, lins)], len(lins))
+    weights = sum(m.weight.numel() * m.weight.element_size() for m in lins)
+    return {"linears": len(lins), "linear_weights_mb": round(weights / 2 ** 20, 1),
+            "largest_linear_alone_us": round(alone, 1),
+            "linear_in_turn_us": round(in_turn, 1),
+            "weight_stream_gb_s": round(weights / (in_turn * len(lins) * 1e-6) / 1e9, 1)}
+
+
 def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tuple[int, ...] = (1, 30),
             progress: Progress | None = None) -> dict:
     """The engines table: ms per problem for every (mode, batch, engine), against CTranslate2 and transformers."""
@@ -120,7 +149,7 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
                "speedup_vs_hf_greedy": round(ms["greedy", b1, HF] / ms["greedy", b1, FASTEST], 2),
                "speedup_vs_hf_beam10": round(ms["beam 10", b1, HF] / ms["beam 10", b1, FASTEST], 2),
                "outputs_identical": all(same[k] for k in same if k[2] in (FASTEST, HF, CT2)),
-               "ctranslate2": ct2_model is not None}
+               "ctranslate2": ct2_model is not None, **linear_traffic(subject.model)}
     settings = {"problems": n, "pair": "2_2", "batches": list(batches), "runs": runs, "warmup": warmup,
                 "ours": "preset fastest", "transformers": "generate() on the hf export",
                 "ctranslate2": "Generator on the ct2 conversion of the hf export, float32, same threads, patience 1",
@@ -132,6 +161,9 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         f"identical_best: every problem's best answer has the same tokens as ours (or the scores tie within "
         f"{SCORE_TOL:g}: near_ties); same_best_share: the share with the same tokens; verified_share: the share "
         "of problems whose best answer verifies",
+        "largest_linear_alone_us: one token through the model's largest linear, repeated (its weight stays in "
+        "cache); linear_in_turn_us: the mean over all its linears run in turn as a decode step runs them; "
+        "weight_stream_gb_s: the linears' weight bytes over the in-turn time",
     ]
     columns = ["mode", "batch", "engine", "ms_per_problem", "vs_ct2", "hf_speedup", "identical_best",
                "same_best_share", "verified_share"]

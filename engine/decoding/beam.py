@@ -68,7 +68,7 @@ def beam_search(model, prompts, opts: DecodeOptions, accept: Accept | None = Non
                 with phase("beam_select"):
                     sel = _select(cand.view(len(active), K * V), K, V, step + 1, opts.length_penalty, last)
                     live_scores, live_tok = sel["live_scores"], sel["live_tok"]
-                    host = {k: v.tolist() for k, v in sel.items() if k != "live_tok"}
+                    host = _to_host(sel)
                     if opts.alternatives:
                         host["alternatives"] = _alternatives(logprobs, opts.alternatives, K if step == 0 else 1)
             beams, keep, parents, stops = _advance_problems(active, host, K, last, accept)
@@ -101,6 +101,25 @@ def _select(cand: torch.Tensor, K: int, V: int, length: int, length_penalty: flo
     return {"top_scores": top_scores, "ranked": top_scores / float(length ** length_penalty), "src": src,
             "tok": tok, "ends": ends, "nxt": nxt, "live_scores": live_scores, "live_src": src.gather(1, nxt),
             "live_tok": tok.gather(1, nxt), "best": best}
+
+
+HOST_FIELDS = (("top_scores", float), ("ranked", float), ("src", int), ("tok", int), ("ends", bool), ("nxt", int),
+               ("live_scores", float), ("live_src", int), ("best", float))
+
+
+def _to_host(sel: dict) -> dict:
+    """The fields _advance_problems reads, as per-problem Python lists, in ONE device-to-host transfer: every
+    field goes into one float32 (G, columns) tensor (ids and indices < 2**24 are exact there; the scores are
+    float32 already), and the columns are split again here."""
+    parts = [sel[name].reshape(sel[name].size(0), -1).to(torch.float32) for name, _ in HOST_FIELDS]
+    rows = torch.cat(parts, dim=1).tolist()
+    host, lo = {}, 0
+    for (name, kind), part in zip(HOST_FIELDS, parts):
+        hi = lo + part.size(1)
+        host[name] = [row[lo:hi] if kind is float else list(map(kind, row[lo:hi])) for row in rows]
+        lo = hi
+    host["best"] = [row[0] for row in host["best"]]
+    return host
 
 
 def _alternatives(logprobs: torch.Tensor, n: int, repeat: int) -> list[tuple[tuple[int, float], ...]]:

@@ -73,7 +73,9 @@ def greedy_or_sample(model, prompts, opts: DecodeOptions,
                     else:
                         tok = sample_next(logits.float(), gen, opts.temperature, opts.top_k, opts.top_p)
                     picked = logprobs.gather(1, tok[:, None]).squeeze(1)
-                    tok_list, lp_list = tok.tolist(), picked.tolist()
+                    # one host transfer a step: ids (< 2**24) are exact in float32, the log-probs are float32
+                    tok_list, lp_list = torch.stack((tok.to(picked.dtype), picked)).tolist()
+                    tok_list = [int(t) for t in tok_list]
                     alts = None
                     if opts.alternatives:
                         top = logprobs.topk(opts.alternatives, dim=-1)
