@@ -18,7 +18,7 @@ from .lab import MODEL_QUEUE, LabConfig, Limits, ct2_model, example_problems, hf
 
 HF = "hf"  # the preset column value that runs transformers generate() on the exported weights
 CT2 = "ctranslate2"  # the preset column value that runs CTranslate2 on the same export, converted
-COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new"]
+COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new", "precision"]
 POLYNOMIAL = "the polynomial above"
 
 
@@ -31,9 +31,9 @@ def ct2_available() -> bool:
 
 
 def default_configs() -> list[list]:
-    rows = [["V1", "beam", 10, "", "", "", 40], ["V3", "beam", 10, "", "", "", 40],
-            ["fastest", "beam", 10, "", "", "", 40]]
-    return rows + ([[HF, "beam", 10, "", "", "", 40]] if hf_available() else [])
+    rows = [["V1", "beam", 10, "", "", "", 40, ""], ["V3", "beam", 10, "", "", "", 40, ""],
+            ["fastest", "beam", 10, "", "", "", 40, ""]]
+    return rows + ([[HF, "beam", 10, "", "", "", 40, ""]] if hf_available() else [])
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,14 @@ def parse_configs(rows: list[list], limits: Limits = Limits(), problems: int = 1
     also for more than limits.max_configs configurations or a decode bigger than the server allows."""
     configs = []
     for n, row in enumerate(rows or [], 1):
-        cells = dict(zip(COLUMNS, (_cell(v) for v in row)))
+        cells = {c: "" for c in COLUMNS} | dict(zip(COLUMNS, (_cell(v) for v in row)))  # short rows: blanks
         if not any(cells.values()):
             continue
         if len(configs) == limits.max_configs:
             raise ValueError(f"at most {limits.max_configs} configurations per comparison on this server")
         name = cells["preset"] or engine.CUSTOM
         try:
-            changes = {k: cells[k] for k in ("decoder", "cache", "beam_cache", "attention") if cells[k]}
+            changes = {k: cells[k] for k in ("decoder", "cache", "beam_cache", "attention", "precision") if cells[k]}
             changes.update({k: whole(cells[k], k, 1, most) for k, most in (("width", engine.MAX_WIDTH),
                                                                             ("max_new", MAX_NEW)) if cells[k]})
             opts = engine.options(engine.CUSTOM if name in (HF, CT2) else name, **changes)
@@ -85,6 +85,8 @@ def parse_configs(rows: list[list], limits: Limits = Limits(), problems: int = 1
             raise ValueError(f"configuration row {n}: transformers generate() is not available here")
         if name == CT2 and not ct2_available():
             raise ValueError(f"configuration row {n}: CTranslate2 is not installed here (pip install ctranslate2)")
+        if name in (HF, CT2) and not opts.exact:
+            raise ValueError(f"configuration row {n}: the precision column applies to our decoder, not {name}")
         if name in (HF, CT2) and opts.decoder not in ("greedy", "beam"):
             raise ValueError(f"configuration row {n}: {name} runs greedy or beam, not {opts.decoder}")
         search = f"beam {opts.beams}" if opts.decoder == "beam" else "greedy"
@@ -137,6 +139,21 @@ def verdict(outputs: dict[str, list[tuple]]) -> str:
     return "### ✗ Outputs differ\n" + detail + "\n\nDiffering from the first: " + "; ".join(differ)
 
 
+def agreement_note(configs: list[Config], outputs: dict[str, list[tuple]], verified: dict[str, int]) -> str:
+    """For every configuration that may change outputs (precision bf16, int8-dynamic): its measured agreement
+    with the first float32 configuration, the share of identical best answers and of verified ones."""
+    ref = next((c for c in configs if c.opts.exact), None)
+    lines = []
+    for c in configs:
+        if c.opts.exact or ref is None:
+            continue
+        a, b = outputs[c.label], outputs[ref.label]
+        same = sum(x[:1] == y[:1] for x, y in zip(a, b))
+        lines.append(f"- {c.label} ({c.opts.precision}, may change outputs): best answer identical to {ref.label} "
+                     f"on {same}/{len(b)}; verified {verified[c.label]}/{len(b)} against {verified[ref.label]}/{len(b)}")
+    return "\n".join(["Measured agreement with float32:", *lines]) if lines else ""
+
+
 def _measure(lab: LabConfig, cfg: Config, fs: list[engine.Poly], runs: int, tmp: str | None, check: jobs.Check):
     """One warm-up, then `runs` timed decodes (the decoder's own device-synchronised total), then phases."""
     model = lab.model()
@@ -154,20 +171,21 @@ def _measure(lab: LabConfig, cfg: Config, fs: list[engine.Poly], runs: int, tmp:
 def measure_all(lab: LabConfig, configs: list[Config], fs: list[engine.Poly], runs: int, profiled: bool,
                 check: jobs.Check, report: jobs.Report) -> tuple[list, list, dict, dict]:
     """(result table rows, latency stats, phases, ranked outputs) of every configuration: plain values only."""
-    table, stats, phases, outputs = [], [], {}, {}
+    table, stats, phases, outputs, verified = [], [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         for i, cfg in enumerate(configs):
             report(i / len(configs), f"{cfg.label}: warm-up and {runs} runs")
             times, result, phases[cfg.label] = _measure(lab, cfg, fs, runs, tmp if profiled else None, check)
             outputs[cfg.label] = [tuple(h.ids for h in hyps) for hyps in result.hypotheses]
             best = [engine.best_answer(engine.rank_answers(f, h)) for f, h in zip(fs, result.hypotheses)]
+            verified[cfg.label] = sum(a is not None and a.verified for a in best)
             mean = statistics.fmean(times)
             stats.append({"label": cfg.label, "mean_ms": mean, "min_ms": min(times), "max_ms": max(times),
                           "speedup": stats[0]["mean_ms"] / mean if stats else 1.0})
             table.append([cfg.label, cfg.detail, round(mean, 2), round(min(times), 2), round(max(times), 2),
                           f"{stats[-1]['speedup']:.2f}x", f"{sum(a is not None and a.verified for a in best)}/"
                           f"{len(fs)}", "; ".join(ascii_poly(a.q) if a and a.q else "—" for a in best)])
-    return table, stats, phases, outputs
+    return table, stats, phases, outputs, verified
 
 
 def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled: bool = True,
@@ -184,11 +202,13 @@ def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled:
         configs = parse_configs(table_rows(rows), lab.limits, len(fs))
         runs = whole(runs, "timed runs", 1, lab.limits.max_runs)
         profiled = profiled is True
-        table, stats, phases, outputs = yield from jobs.run(
+        table, stats, phases, outputs, verified = yield from jobs.run(
             "compare", lambda check, report: measure_all(lab, configs, fs, runs, profiled, check, report), progress,
             idle=(gr.skip(),) * 5)
         what = "1 polynomial" if len(fs) == 1 else f"case {source} ({len(fs)} polynomials in one batch)"
         head = f"{verdict(outputs)}\n\n{len(configs)} configurations on {what}, {runs} timed runs each."
+        note = agreement_note(configs, outputs, verified)
+        head += f"\n\n{note}" if note else ""
         raw = {"configurations": [dict(label=c.label, detail=c.detail, hf=c.hf, ctranslate2=c.ct2,
                                      **asdict(c.opts)) for c in configs],
                "stats": stats}
@@ -199,7 +219,8 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
     lab = lab or LabConfig()
     with gr.Blocks(title="Compare") as tab:
         gr.Markdown("Run the same input through two or more configurations (any preset and options; `hf` = "
-                    "transformers `generate()` on the same weights, `ctranslate2` = CTranslate2 on them, converted) and compare latency, phases and outputs. "
+                    "transformers `generate()` on the same weights, `ctranslate2` = CTranslate2 on them, converted; "
+                    "`precision` bf16 or int8-dynamic may change outputs: their agreement with float32 is reported) and compare latency, phases and outputs. "
                     f"A blank cell keeps the preset's value. At most {lab.limits.max_configs} configurations, "
                     f"{lab.limits.max_runs} timed runs each; **Stop** ends a comparison within a second or two.")
         with gr.Row():

@@ -19,7 +19,7 @@ from .model import GPT, PRESETS, GPTConfig
 from .data import ALL_PAIRS, DatasetError, Problem, generate, out_of_domain, read_dataset
 from .prompt import PROMPT_FORMATS, prompt_ids
 from .decoding import (ATTENTIONS, BEAM_CACHES, CACHE_STRATEGIES, CACHES, CUSTOM, DECODE_PRESETS, DECODERS,
-                       DEFAULT_CASCADE, MAX_SAMPLES, MAX_SEED, MAX_WIDTH, OPTION_FIELDS, STOP_REASONS, Accept, Answer,
+                       DEFAULT_CASCADE, MAX_SAMPLES, MAX_SEED, MAX_WIDTH, OPTION_FIELDS, PRECISIONS, STOP_REASONS, Accept, Answer,
                        Beam, DecodeOptions, Decoded, Hypothesis, Step, best_answer, check_answer, decode,
                        decode_polynomials, hf_decode, make_cache, options, parse_stages, preset, rank_answers,
                        run_to_completion, solve, verifier)

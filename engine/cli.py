@@ -11,11 +11,11 @@ import os
 import torch
 
 from .checkpoint import DEFAULT_CHECKPOINT
-from .decoding import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, DecodeOptions, options
+from .decoding import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, PRECISIONS, DecodeOptions, options
 from .device import pick_device, set_threads
 
 OPTION_FLAGS = ("decoder", "width", "samples", "stop_on_verified", "cascade", "cache", "beam_cache", "attention",
-                "max_new", "length_penalty", "temperature", "top_k", "top_p", "seed")
+                "max_new", "length_penalty", "temperature", "top_k", "top_p", "seed", "precision")
 
 
 def add_runtime_args(ap: argparse.ArgumentParser, *, checkpoint: bool = True, random_weights: str | None = None,
@@ -60,6 +60,8 @@ def add_decode_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--top-k", type=int)
     ap.add_argument("--top-p", type=float)
     ap.add_argument("--seed", type=int, help="sampling seed")
+    ap.add_argument("--precision", choices=PRECISIONS,
+                    help="fp32 (default) | bf16 | int8-dynamic: the last two may change outputs")
 
 
 def options_from_args(args: argparse.Namespace) -> DecodeOptions:

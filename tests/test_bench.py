@@ -20,7 +20,8 @@ SUMMARY_KEYS = {
              "outputs_identical"},
     "hf": {"speedup_vs_hf_greedy", "speedup_vs_hf_beam10", "outputs_identical"},
     "engines": {"ct2_ratio_greedy_b1", "ct2_ratio_beam10_b1", "ct2_ratio_greedy_b30", "ct2_ratio_beam10_b30",
-                "speedup_vs_hf_greedy", "speedup_vs_hf_beam10", "outputs_identical"},
+                "speedup_vs_hf_greedy", "speedup_vs_hf_beam10", "outputs_identical", "bf16_same_best_share",
+                "int8_dynamic_same_best_share"},
     "sweep": {"min_speedup_best_cache", "outputs_identical"},
     "frontier": {"cascade_time_ratio", "cascade_accuracy_gap", "stop_on_verified_speedup",
                  "stop_on_verified_accuracy_gap", "stop_on_verified_saved_steps", "cascade_time_ratio_one_at_a_time"},
@@ -242,7 +243,12 @@ def test_engines_smoke_has_every_engine_with_identical_best_answers(tmp_path):
     for engine in ("ours", "transformers", "ctranslate2"):
         rows = _engine_rows(result, engine)
         assert {(r["mode"], r["batch"]) for r in rows} == {("greedy", 1), ("greedy", 3), ("beam 10", 1), ("beam 10", 3)}
-        assert all(r["identical_best"] and r["same_best_share"] == 1.0 and r["ms_per_problem"] > 0 for r in rows)
+        assert all(r["exact"] and r["identical_best"] and r["same_best_share"] == 1.0 and r["ms_per_problem"] > 0
+                   for r in rows)
+    for engine in ("ours bf16", "ours int8-dynamic"):  # may change outputs: measured, flagged, not claimed
+        rows = _engine_rows(result, engine)
+        assert len(rows) == 4 and not any(r["exact"] for r in rows)
+        assert all(0.0 <= r["same_best_share"] <= 1.0 and 0.0 <= r["verified_share"] <= 1.0 for r in rows)
     ours, ct2 = _engine_rows(result, "ours")[0], _engine_rows(result, "ctranslate2")[0]
     assert result["summary"]["ct2_ratio_greedy_b1"] == round(ours["ms_per_problem"] / ct2["ms_per_problem"], 2)
 

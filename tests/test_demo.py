@@ -287,7 +287,7 @@ def test_the_option_panel_is_the_decode_options_and_wired_by_name():
     """Guards against the panel, the DecodeOptions fields and the handlers' parameters drifting apart: every
     user-settable field has a control, and the Decompose and Profile endpoints take exactly the panel's
     names after their own inputs (the values arrive by name, never by position)."""
-    hidden = {"grad_mode", "rebuild_masks", "one_at_a_time", "alternatives"}
+    hidden = {"grad_mode", "rebuild_masks", "one_at_a_time", "alternatives", "precision"}  # precision: Compare's
     assert set(PANEL_FIELDS) == set(engine.OPTION_FIELDS) - hidden and PANEL == ("preset", *PANEL_FIELDS)
     import app
     endpoints = app.demo.get_api_info()["named_endpoints"]
@@ -512,6 +512,19 @@ def test_compare_runs_ctranslate2_beside_ours(lab):
     assert table[1][1].startswith("CTranslate2 Generator, greedy")
     with pytest.raises(ValueError, match="greedy or beam"):
         compare_tab.parse_configs([["fastest", "greedy"], ["ctranslate2", "sample"]])
+
+
+def test_compare_reports_the_measured_agreement_of_a_lower_precision(lab):
+    """A bf16 row may change outputs: the verdict states its agreement with the float32 row, measured, not claimed."""
+    rows = [["fastest", "greedy", "", "", "", "", 6, ""], ["fastest", "greedy", "", "", "", "", 6, "bf16"]]
+    verdict, latency, phases, table, raw = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
+                                                                     rows, 1))
+    assert "Measured agreement with float32" in verdict and "2. fastest (bf16, may change outputs)" in verdict
+    assert "best answer identical to 1. fastest on" in verdict and raw["configurations"][1]["precision"] == "bf16"
+    with pytest.raises(ValueError, match="precision column applies to our decoder"):
+        compare_tab.parse_configs([["fastest", "greedy"], ["hf", "greedy", "", "", "", "", 6, "bf16"]])
+    with pytest.raises(ValueError, match="precision"):
+        compare_tab.parse_configs([["fastest", "greedy"], ["fastest", "greedy", "", "", "", "", 6, "fp8"]])
 
 
 def test_app_listens_on_localhost_with_the_shipped_model_by_default():

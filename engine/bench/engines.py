@@ -22,8 +22,14 @@ HF, CT2 = "transformers", "ctranslate2"
 
 
 def variants() -> dict[str, dict]:
-    """Ours: the fastest preset (fields overridden per variant). Each new speed toggle adds a row here."""
-    return {FASTEST: {}}
+    """Ours: the fastest preset, then each speed toggle (the fields it overrides). precision may change outputs:
+    those rows report their agreement with float32 and stay out of outputs_identical."""
+    return {FASTEST: {}, "ours bf16": {"precision": "bf16"}, "ours int8-dynamic": {"precision": "int8-dynamic"}}
+
+
+def exact(name: str) -> bool:
+    """Whether a contender's outputs are claimed identical to ours in float32."""
+    return variants().get(name, {}).get("precision", "fp32") == "fp32"
 
 
 def _label(decoder: str, width: int) -> str:
@@ -130,7 +136,7 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
             ok, ties = agreement(best, ref_best)
             verified = _verified(calls)
             ms[mode, bsz, name], same[mode, bsz, name] = t, ok
-            row = {"mode": mode, "batch": bsz, "engine": name, "ms_per_problem": round(t, 2),
+            row = {"mode": mode, "batch": bsz, "engine": name, "exact": exact(name), "ms_per_problem": round(t, 2),
                    "identical_best": ok, "near_ties": ties,
                    "same_best_share": round(sum(a is not None and b is not None and a.ids == b.ids
                                                 for a, b in zip(best, ref_best)) / n, 3),
@@ -148,7 +154,10 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
                "ct2_ratio_greedy_b30": ct2_ratio("greedy", bn), "ct2_ratio_beam10_b30": ct2_ratio("beam 10", bn),
                "speedup_vs_hf_greedy": round(ms["greedy", b1, HF] / ms["greedy", b1, FASTEST], 2),
                "speedup_vs_hf_beam10": round(ms["beam 10", b1, HF] / ms["beam 10", b1, FASTEST], 2),
-               "outputs_identical": all(same[k] for k in same if k[2] in (FASTEST, HF, CT2)),
+               "outputs_identical": all(same[k] for k in same if exact(k[2])),
+               **{f"{over['precision'].replace('-', '_')}_same_best_share":
+                  round(min(r["same_best_share"] for r in rows if r["engine"] == name), 3)
+                  for name, over in variants().items() if not exact(name)},
                "ctranslate2": ct2_model is not None, **linear_traffic(subject.model)}
     settings = {"problems": n, "pair": "2_2", "batches": list(batches), "runs": runs, "warmup": warmup,
                 "ours": "preset fastest", "transformers": "generate() on the hf export",
@@ -161,10 +170,13 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         f"identical_best: every problem's best answer has the same tokens as ours (or the scores tie within "
         f"{SCORE_TOL:g}: near_ties); same_best_share: the share with the same tokens; verified_share: the share "
         "of problems whose best answer verifies",
+        "exact: the engine claims ours' float32 outputs (counted in outputs_identical); 'ours bf16' and 'ours "
+        "int8-dynamic' (DecodeOptions.precision) may change them: their same_best_share and verified_share ARE "
+        "their measured agreement with float32 (the <precision>_same_best_share summary keys: the lowest over the rows)",
         "largest_linear_alone_us: one token through the model's largest linear, repeated (its weight stays in "
         "cache); linear_in_turn_us: the mean over all its linears run in turn as a decode step runs them; "
         "weight_stream_gb_s: the linears' weight bytes over the in-turn time",
     ]
-    columns = ["mode", "batch", "engine", "ms_per_problem", "vs_ct2", "hf_speedup", "identical_best",
+    columns = ["mode", "batch", "engine", "exact", "ms_per_problem", "vs_ct2", "hf_speedup", "identical_best",
                "same_best_share", "verified_share"]
     return result_object("engines", subject, settings, definitions, columns, rows, summary, notes)

@@ -18,6 +18,7 @@ CACHES = ("none", "concat", "static")
 BEAM_CACHES = ("clone", "gather", "shared-prefix")
 ATTENTIONS = ("math", "sdpa")
 GRAD_MODES = ("no_grad", "inference")
+PRECISIONS = ("fp32", "bf16", "int8-dynamic")  # decoding/precision.py; only fp32 is checked for identical outputs
 MAX_WIDTH = 64
 MAX_SAMPLES = 64
 MAX_STAGES = 6
@@ -48,10 +49,11 @@ class DecodeOptions:
     rebuild_masks: bool = False    # True (V1, V2): masks rebuilt every step; False: allocated once
     one_at_a_time: bool = False    # True: the seed's beam loop, one forward per beam (bench baseline)
     alternatives: int = 0          # top tokens of the distribution each Beam was drawn from, kept in it (0: none)
+    precision: str = "fp32"        # fp32 | bf16 | int8-dynamic: the last two MAY CHANGE OUTPUTS (agreement measured)
 
     def __post_init__(self):
         for name, choices in (("decoder", DECODERS), ("cache", CACHES), ("beam_cache", BEAM_CACHES),
-                              ("attention", ATTENTIONS), ("grad_mode", GRAD_MODES)):
+                              ("attention", ATTENTIONS), ("grad_mode", GRAD_MODES), ("precision", PRECISIONS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(choices)}")
         if not 1 <= self.width <= MAX_WIDTH:
@@ -81,6 +83,12 @@ class DecodeOptions:
         """Rows per problem: the width for beam search, the samples for sampling, 1 for greedy (and a cascade,
         whose stages set their own)."""
         return self.width if self.decoder == "beam" else self.samples if self.decoder == "sample" else 1
+
+    @property
+    def exact(self) -> bool:
+        """True when the outputs are those of every other exact option (float32); bf16 and int8-dynamic may
+        change them."""
+        return self.precision == "fp32"
 
     @property
     def needs_accept(self) -> bool:

@@ -1,0 +1,61 @@
+"""DecodeOptions.precision: bf16 and int8-dynamic decode on a converted copy of the model (never the model itself),
+may change outputs (so they are flagged, not in the equivalence matrix), and fp32 is the model untouched."""
+import pytest
+import torch
+
+from engine.decoding import DecodeOptions, decode, model_at, preset, run_to_completion
+from engine.model import GPT, PRESETS
+
+PROMPTS = [[16, 22, 23, 9], [18, 16, 3, 4, 5, 6, 7, 16, 25, 9], [16, 1, 9]]
+
+
+@pytest.fixture()
+def model():
+    torch.manual_seed(3)
+    return GPT(PRESETS["tiny"]).eval()
+
+
+def test_options_validate_precision_and_flag_the_inexact_ones():
+    assert DecodeOptions().precision == "fp32" and DecodeOptions().exact
+    assert not DecodeOptions(precision="bf16").exact and not DecodeOptions(precision="int8-dynamic").exact
+    with pytest.raises(ValueError, match="precision"):
+        DecodeOptions(precision="fp16")
+
+
+def test_fp32_is_the_model_itself_and_copies_leave_it_untouched(model):
+    assert model_at(model, "fp32") is model
+    bf16 = model_at(model, "bf16")
+    assert bf16 is not model and all(p.dtype == torch.bfloat16 for p in bf16.parameters())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    int8 = model_at(model, "int8-dynamic")
+    kinds = {type(m).__module__ for m in int8.modules()}
+    assert any("quantized" in k for k in kinds), "no Linear was replaced by a quantized one"
+    assert all(type(m) is not torch.nn.Linear for m in int8.modules())
+    assert any(type(m) is torch.nn.Linear for m in model.modules())
+
+
+def test_the_copy_is_reused_and_remade_after_a_weight_change(model):
+    """Guards against a stale copy: a lab whose weights change in place must not decode with the old ones."""
+    first = model_at(model, "bf16")
+    assert model_at(model, "bf16") is first
+    with torch.no_grad():
+        model.head.weight.mul_(2.0)
+    second = model_at(model, "bf16")
+    assert second is not first
+    torch.testing.assert_close(second.head.weight.float(), model.head.weight, atol=0.05, rtol=0.01)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8-dynamic"])
+@pytest.mark.parametrize("decoder,width", [("greedy", 1), ("beam", 4)])
+def test_inexact_precisions_decode_at_their_precision(model, precision, decoder, width):
+    """They run every decoder and change the arithmetic (the scores move): proof the toggle takes effect. Their
+    agreement with fp32 is measured by the engines bench and the Compare tab, not assumed here."""
+    opts = preset("fastest", decoder=decoder, width=width, max_new=6)
+    ref = run_to_completion(decode(model, PROMPTS, opts))
+    low = run_to_completion(decode(model, PROMPTS, preset("fastest", decoder=decoder, width=width, max_new=6,
+                                                          precision=precision)))
+    assert [len(g) for g in low.hypotheses] == [len(g) for g in ref.hypotheses]
+    ref_scores = [h.score for g in ref.hypotheses for h in g]
+    low_scores = [h.score for g in low.hypotheses for h in g]
+    assert ref_scores != low_scores
+    assert all(s < 0 for s in low_scores)
