@@ -149,8 +149,9 @@ def agreement_note(configs: list[Config], outputs: dict[str, list[tuple]], verif
             continue
         a, b = outputs[c.label], outputs[ref.label]
         same = sum(x[:1] == y[:1] for x, y in zip(a, b))
+        n = len(b)
         lines.append(f"- {c.label} ({c.opts.precision}, may change outputs): best answer identical to {ref.label} "
-                     f"on {same}/{len(b)}; verified {verified[c.label]}/{len(b)} against {verified[ref.label]}/{len(b)}")
+                     f"on {same}/{n}; verified {verified[c.label]}/{n} against {verified[ref.label]}/{n}")
     return "\n".join(["Measured agreement with float32:", *lines]) if lines else ""
 
 
@@ -220,7 +221,8 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
     with gr.Blocks(title="Compare") as tab:
         gr.Markdown("Run the same input through two or more configurations (any preset and options; `hf` = "
                     "transformers `generate()` on the same weights, `ctranslate2` = CTranslate2 on them, converted; "
-                    "`precision` bf16 or int8-dynamic may change outputs: their agreement with float32 is reported) and compare latency, phases and outputs. "
+                    "`precision` bf16 or int8-dynamic may change outputs: their agreement with float32 is reported) "
+                    "and compare latency, phases and outputs. "
                     f"A blank cell keeps the preset's value. At most {lab.limits.max_configs} configurations, "
                     f"{lab.limits.max_runs} timed runs each; **Stop** ends a comparison within a second or two.")
         with gr.Row():

@@ -10,7 +10,7 @@ import warnings
 # imported before it ran; that is expected here and harmless.
 warnings.filterwarnings("ignore", message=r".*found in sys.modules after import of package 'engine'",
                         category=RuntimeWarning)
-from .tokenizer import PAD_ID, SEP_ID, VOCAB, decode_text, encode
+from .tokenizer import PAD_ID, SEP_ID, VOCAB, decode_text, encode, vocab_for
 from .device import (machine_info, peak_rss_bytes, pick_device, release_memory, reset_peak_rss, rss_bytes, set_threads,
                      synchronize)
 from .poly import (Poly, PolynomialError, Verdict, canonical_inner, classical_decomposition, degree,
@@ -19,10 +19,10 @@ from .model import GPT, PRESETS, GPTConfig
 from .data import ALL_PAIRS, DatasetError, Problem, generate, out_of_domain, read_dataset
 from .prompt import PROMPT_FORMATS, prompt_ids
 from .decoding import (ATTENTIONS, BEAM_CACHES, CACHE_STRATEGIES, CACHES, CUSTOM, DECODE_PRESETS, DECODERS,
-                       DEFAULT_CASCADE, MAX_SAMPLES, MAX_SEED, MAX_WIDTH, OPTION_FIELDS, PRECISIONS, STOP_REASONS, Accept, Answer,
-                       Beam, DecodeOptions, Decoded, Hypothesis, Step, best_answer, check_answer, decode,
-                       decode_polynomials, hf_decode, make_cache, options, parse_stages, preset, rank_answers,
-                       run_to_completion, solve, verifier)
+                       DEFAULT_CASCADE, MAX_SAMPLES, MAX_SEED, MAX_WIDTH, OPTION_FIELDS, PRECISIONS, STOP_REASONS,
+                       Accept, Answer, Beam, DecodeOptions, Decoded, Hypothesis, Step, best_answer, check_answer,
+                       ct2_decode, decode, decode_polynomials, hf_decode, make_cache, options, parse_stages, preset,
+                       rank_answers, run_to_completion, solve, verifier)
 from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, Weights, export_hf, import_seed_checkpoint,
                          load_checkpoint, load_model, load_weights, save_checkpoint)
 from .profiler import PHASES, TRACE_SUFFIXES, list_runs, profile_run, read_timeline

@@ -12,7 +12,8 @@ model's prompt format followed by ⁇ (for "seed" models: the prompt half of a l
 `ct2` runs CTranslate2's converter on that directory (`pip install ctranslate2`).
 
 The bench's hf and engines suites and the web app's Compare tab run `exported_hf`: this export, read back with
-the Auto classes, and `exported_ct2`: its CTranslate2 conversion, loaded as a Generator. transformers and ctranslate2 are imported only when a function here is called.
+the Auto classes, and `exported_ct2`: its CTranslate2 conversion, loaded as a Generator. transformers and
+ctranslate2 are imported only when a function here is called.
 """
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ SUMMARY_KEYS = {
                  "stop_on_verified_accuracy_gap", "stop_on_verified_saved_steps", "cascade_time_ratio_one_at_a_time"},
 }
 FLAGS = {"generation": ("outputs_identical",), "beam": ("accuracy_identical", "outputs_identical"),
-         "hf": ("outputs_identical",), "engines": ("outputs_identical", "ctranslate2"), "sweep": ("outputs_identical",), "frontier": ()}
+         "hf": ("outputs_identical",), "engines": ("outputs_identical", "ctranslate2"), "sweep": ("outputs_identical",),
+         "frontier": ()}
 
 
 @pytest.mark.parametrize("suite", SUITES)

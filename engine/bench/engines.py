@@ -52,7 +52,8 @@ def _pass(subject: Subject, batch: list, bsz: int, fn, opts) -> list:
     out = []
     for lo in range(0, len(batch), bsz):
         group = batch[lo: lo + bsz]
-        out.append((group, fn(problem_prompts(subject.model, group), replace(opts, max_new=max_new_for(subject, group)))))
+        prompts = problem_prompts(subject.model, group)
+        out.append((group, fn(prompts, replace(opts, max_new=max_new_for(subject, group)))))
     return out
 
 
@@ -130,7 +131,6 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         measured = _time_round(subject, fns, batch, bsz, opts, runs, warmup)
         ref_calls = measured[FASTEST][1]
         ref_best = [h for _, r in ref_calls for h in best_hyps(r)]
-        ref_verified = _verified(ref_calls)
         for name, (t, calls) in measured.items():
             best = [h for _, r in calls for h in best_hyps(r)]
             ok, ties = agreement(best, ref_best)
@@ -172,7 +172,8 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         "of problems whose best answer verifies",
         "exact: the engine claims ours' float32 outputs (counted in outputs_identical); 'ours bf16' and 'ours "
         "int8-dynamic' (DecodeOptions.precision) may change them: their same_best_share and verified_share ARE "
-        "their measured agreement with float32 (the <precision>_same_best_share summary keys: the lowest over the rows)",
+        "their measured agreement with float32 (the <precision>_same_best_share summary keys: the lowest over "
+        "the rows)",
         "largest_linear_alone_us: one token through the model's largest linear, repeated (its weight stays in "
         "cache); linear_in_turn_us: the mean over all its linears run in turn as a decode step runs them; "
         "weight_stream_gb_s: the linears' weight bytes over the in-turn time",

@@ -2,8 +2,8 @@
 cascades, answers (verification of hypotheses, the acceptance check) and the Hugging Face generate() and
 CTranslate2 bridges.
 
-Inside: options, events <- cache, precision <- session <- greedy, beam <- cascade <- decode <- answers; hf and ct2 use options,
-events (hf also session).
+Inside: options, events <- cache, precision <- session <- greedy, beam <- cascade <- decode <- answers; hf and
+ct2 use options and events (hf also session).
 """
 from .answers import Answer, best_answer, check_answer, decode_polynomials, rank_answers, solve, verifier
 from .cache import CACHE_STRATEGIES, make_cache
