@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 import gradio as gr
 
@@ -14,6 +15,9 @@ from .lab import MODEL_QUEUE, LabConfig, user_errors
 
 MODELS = ("this app's checkpoint", "tiny random weights")
 DEFAULT = "suite default"
+SMOKE_WARNING = ("> ⚠ **Small settings:** few problems, one timed run and little or no warm-up, so these figures "
+                 "are noisy and may contradict each other (or the README). Untick *Small settings* for the full "
+                 "tables.")
 SUITE_NOTES = {
     "generation": "The seed's generation table: five cases × presets V1, V2, V3, fastest, greedy decoding.",
     "beam": "The seed's beam table: (2,2) problems at widths 5 and 10, no cache vs the seed's way vs ours.",
@@ -23,6 +27,12 @@ SUITE_NOTES = {
     "frontier": "Verified accuracy against ms per problem for greedy, beam widths with and without stopping at "
                 "the first verified answer, cascades and best-of-N sampling, per degree pair (Pareto chart).",
 }
+
+
+def markdown_text(text: str) -> str:
+    """Escape < and > outside code spans: the page's HTML sanitizer would eat `x_<cache>` as a tag."""
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(p if p.startswith("`") else p.replace("<", "&lt;").replace(">", "&gt;") for p in parts)
 
 
 def suite_rows(result: dict) -> tuple[list[str], list[list]]:
@@ -60,7 +70,10 @@ def run_bench(lab: LabConfig, suite: str, smoke: bool, model: str, runs=DEFAULT,
 
         result = yield from jobs.run("benchmark", work, progress, idle=(gr.skip(),) * 4)
     cols, rows = suite_rows(result)
-    yield engine.format_table(result), gr.update(value=rows, headers=cols), figures.bench_figure(result), result
+    table = markdown_text(engine.format_table(result))
+    if smoke:
+        table = SMOKE_WARNING + "\n\n" + table
+    yield table, gr.update(value=rows, headers=cols), figures.bench_figure(result), result
 
 
 def build(lab: LabConfig | None = None) -> gr.Blocks:

@@ -213,7 +213,9 @@ def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled:
         raw = {"configurations": [dict(label=c.label, detail=c.detail, hf=c.hf, ctranslate2=c.ct2,
                                      **asdict(c.opts)) for c in configs],
                "stats": stats}
-    yield head, figures.latency_bars(stats), figures.phase_stack(phases), table, raw
+    source = ("phases from one extra profiled run per configuration, apart from the timed runs"
+              if profiled and len(fs) == 1 else "phases from the last timed run's own step timings")
+    yield head, figures.latency_bars(stats), figures.phase_stack(phases, source), table, raw
 
 
 def build(lab: LabConfig | None = None) -> gr.Blocks:

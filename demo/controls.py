@@ -121,12 +121,30 @@ class OptionControls:
     note: gr.Markdown
 
 
+def preset_label(preset: str, cache: str, beam_cache: str, attention: str) -> str:
+    """The preset's note, saying "V1, modified" (and what differs) once a speed option no longer matches it."""
+    opts = engine.DECODE_PRESETS.get(preset)
+    if preset == CUSTOM or opts is None:
+        return preset_note(preset)
+    now = {"cache": cache, "beam_cache": beam_cache, "attention": attention}
+    changed = [f"{k}={v} (preset: {getattr(opts, k)})" for k, v in now.items() if v != getattr(opts, k)]
+    if not changed:
+        return preset_note(preset)
+    return f"**{preset}, modified:** {', '.join(changed)}; the rest as {preset} sets it."
+
+
 def _on_preset(preset: str):
     note = preset_note(preset)
     if preset == CUSTOM or preset not in engine.DECODE_PRESETS:
         return note, gr.skip(), gr.skip(), gr.skip()
     opts = engine.DECODE_PRESETS[preset]
     return note, opts.cache, opts.beam_cache, opts.attention
+
+
+def _on_cache(cache: str):
+    """Beam cache handling moves cache rows between beams: with no cache there is nothing to move."""
+    return gr.update(interactive=cache != "none",
+                     info="no effect without a KV cache" if cache == "none" else "how beams' cache rows follow them")
 
 
 CASCADES = (engine.DEFAULT_CASCADE, "greedy > beam 4 > beam 16 > beam 64", "greedy > sample 16 > beam 64")
@@ -157,7 +175,8 @@ def option_controls(prefix: str, preset: str = "fastest", decoder: str = "beam",
                                             elem_id=f"{prefix}-stop", visible=decoder != "greedy")
         c["cache"] = gr.Dropdown(list(engine.CACHES), value=start.cache, label="KV cache", elem_id=f"{prefix}-cache")
         c["beam_cache"] = gr.Dropdown(list(engine.BEAM_CACHES), value=start.beam_cache, label="Beam cache handling",
-                                      elem_id=f"{prefix}-beam-cache", visible=decoder == "beam")
+                                      elem_id=f"{prefix}-beam-cache", visible=decoder == "beam",
+                                      interactive=start.cache != "none")
         c["attention"] = gr.Dropdown(list(engine.ATTENTIONS), value=start.attention, label="Attention backend",
                                      elem_id=f"{prefix}-attention")
         c["max_new"] = gr.Slider(1, MAX_NEW, value=start.max_new, step=1, label="Max new tokens",
@@ -173,6 +192,11 @@ def option_controls(prefix: str, preset: str = "fastest", decoder: str = "beam",
         c["seed"] = gr.Number(start.seed, precision=0, label="Seed")
     c["preset"].change(_on_preset, c["preset"], [note, c["cache"], c["beam_cache"], c["attention"]], queue=False,
                        api_visibility="private")
+    speed = [c["preset"], c["cache"], c["beam_cache"], c["attention"]]
+    for name in SPEED_FIELDS:
+        c[name].change(preset_label, speed, note, queue=False, show_progress="hidden", api_visibility="private")
+    c["cache"].change(_on_cache, c["cache"], c["beam_cache"], queue=False, show_progress="hidden",
+                      api_visibility="private")
     c["decoder"].change(_on_decoder, c["decoder"], [c["width"], c["beam_cache"], c["length_penalty"], sampling,
                                                     c["stop_on_verified"], c["cascade"]],
                         queue=False, api_visibility="private")

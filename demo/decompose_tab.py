@@ -10,10 +10,11 @@ import gradio as gr
 import engine
 
 from . import figures, jobs
+from .capability import capability_line, capability_table, combined_verdict, input_note
 from .controls import option_controls, panel_options
 from .formatting import (BEAM_HEADERS, BEST_MARK, LATEX, answers_markdown, ascii_poly, beam_rows, best_path,
                          options_summary, step_status)
-from .lab import MODEL_QUEUE, LabConfig, example_problems, user_errors
+from .lab import MODEL_QUEUE, LabConfig, example_problems, unsolved_pairs, user_errors
 
 TREE_ALTERNATIVES = 3  # losing tokens per node the tree's hover lists (the decoder keeps them: cheap, no change)
 STATE_TTL_S = 3600  # a session's replay state (up to ~1 MB at width 64) is dropped an hour after it was set
@@ -131,6 +132,19 @@ def report_markdown(report: dict) -> str:
     return " ".join(parts)
 
 
+def describe_input(lab: LabConfig, text: str) -> str:
+    """As the user types: the degree pairs the input may belong to and how often the model solves them
+    (nothing while the text does not parse: the search reports that)."""
+    cap = engine.capability(lab.checkpoint)
+    if not isinstance(text, str) or not text.strip():
+        return capability_line(cap)
+    try:
+        f = engine.parse_polynomial(text)
+    except ValueError:
+        return ""
+    return input_note(cap, f)
+
+
 def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
     """Stream one search: the live beams at every step, then answers, tree, latency and the result JSON.
 
@@ -141,14 +155,27 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
     cancelled.
     Yields tuples for (warning, status, live, answers, classical, tree, replay, latency, result, state)."""
     skip = gr.skip()
+    # the previous input's answers, tree and warnings go at once, so an error below never sits over them
+    yield ("", "Checking the input…", [], "", "", figures.beam_tree(()), gr.update(value=0, interactive=False),
+           figures.step_latency(()), None, None)
     with user_errors("Decompose"):
-        f = engine.parse_polynomial(text if isinstance(text, str) else "")
-        opts = panel_options(**panel)
-        lab.limits.check_decode(opts)
+        text = text if isinstance(text, str) else ""
+        try:
+            f = engine.parse_polynomial(text)
+            opts = panel_options(**panel)
+            lab.limits.check_decode(opts)
+        except ValueError as e:
+            yield (skip, f"**Not searched:** {e}", skip, skip, skip, skip, skip, skip, skip, skip)
+            raise
         model = lab.model()
         reference = full_search(opts)
-        warning = engine.out_of_domain(f)
-        warning_md = f"⚠ **Outside the training distribution:** {warning}" if warning else ""
+        notes = []
+        if (var := engine.variable_name(text)) not in (None, "a"):
+            notes.append(f"Read `{var}` as `a`: the model writes every polynomial in a.")
+        if warning := engine.out_of_domain(f):
+            notes.append(f"⚠ **Outside the training distribution:** {warning}")
+        warning_md = "\n\n".join(notes)
+        parts = engine.classical_decomposition(f)
         classical = "**Classical decomposition (sympy), for reference:**\n\n" + engine.describe_decomposition(f)
         # the decoder keeps each beam's top alternatives for the tree's hover (outputs unchanged)
         gen = engine.decode_polynomials(model, [f], replace(opts, alternatives=TREE_ALTERNATIVES))
@@ -173,6 +200,7 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
             del gen
             engine.release_memory()
         answers = engine.rank_answers(f, decoded.hypotheses[0])
+        verdict = combined_verdict(answers, parts)
         full = None
         if reference is not None:
             with jobs.exclusive("decompose: full search"):
@@ -188,7 +216,7 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
                   f"(prefill {decoded.prefill_ms:.1f} ms), {options_summary(opts)}. " + report_markdown(report))
         if path:
             status += f" The table shows step {table_step}, where the best answer finished ({BEST_MARK})."
-        yield (skip, status.strip(), step_table(state, table_step) if shown else [], answers_markdown(f, answers), skip,
+        yield (skip, status.strip(), step_table(state, table_step) if shown else [], verdict + "\n\n" + answers_markdown(f, answers), skip,
                tree_figure(state), gr.update(minimum=0, maximum=max(last, 1), value=max(last, 0), interactive=True),
                figures.step_latency(steps, decoded.prefill_ms),
                {**result_json(f, opts, answers, steps, decoded.total_ms), "search": report}, state)
@@ -202,9 +230,15 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             with gr.Column(scale=3):
                 poly = gr.Textbox(label="f(a)", placeholder=PLACEHOLDER, lines=2,
                                   elem_id="decompose-input")
+                note = gr.Markdown(describe_input(lab, ""), elem_id="decompose-input-note")
                 examples = example_problems(lab.checkpoint)
-                gr.Examples([[text] for _, text in examples], inputs=[poly], label="Examples (one per degree pair)",
+                unsolved = unsolved_pairs(lab.checkpoint)
+                gr.Examples([[text] for _, text in examples], inputs=[poly],
+                            label="Examples this model verifies (beam 10)" + (
+                                f"; none for the pairs it does not solve yet, {', '.join(unsolved)}" if unsolved else ""),
                             example_labels=[f"{label}: {text}" for label, text in examples], examples_per_page=9)
+                with gr.Accordion("What this model solves", open=False):
+                    gr.Markdown(capability_table(engine.capability(lab.checkpoint)), elem_id="decompose-capability")
                 run = gr.Button("Decompose", variant="primary", elem_id="decompose-run")
                 warning = gr.Markdown(elem_id="decompose-warning")
                 status = gr.Markdown(elem_id="decompose-status")
@@ -233,6 +267,8 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                          preprocess=False)
         run.click(api_name="decompose", **run_event)
         poly.submit(api_visibility="private", **run_event)
+        poly.change(functools.partial(describe_input, lab), poly, note, queue=False, show_progress="hidden",
+                    trigger_mode="always_last", api_visibility="private")
         step.input(replay, [step, state, compact], [tree, live, status], trigger_mode="always_last",
                    api_visibility="private")
         compact.input(replay, [step, state, compact], [tree, live, status], trigger_mode="always_last",

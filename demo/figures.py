@@ -309,15 +309,16 @@ def latency_bars(rows: Sequence[Mapping]) -> go.Figure:
                                             array=[r["max_ms"] - r["mean_ms"] for r in rows],
                                             arrayminus=[r["mean_ms"] - r["min_ms"] for r in rows]),
         hovertemplate="%{x}<br>mean %{y:.2f} ms<extra></extra>", name="latency"))
-    top = max(r["max_ms"] for r in rows)
+    # log scale: one slow configuration (V1) would otherwise flatten every other bar
     fig.update_layout(title="Latency per configuration (mean, min–max; label: speedup over the first)",
-                      yaxis=dict(title="ms", range=[0, top * 1.15]), height=360, plot_bgcolor="white",
+                      yaxis=dict(title="ms (log scale)", type="log"), height=360, plot_bgcolor="white",
                       margin=dict(l=50, r=20, t=50, b=80))
     return fig
 
 
-def phase_stack(phases: Mapping[str, Mapping[str, float]]) -> go.Figure:
-    """Stacked milliseconds per phase for each configuration; phases: label -> {phase: ms}."""
+def phase_stack(phases: Mapping[str, Mapping[str, float]], source: str = "") -> go.Figure:
+    """Stacked milliseconds per phase for each configuration; phases: label -> {phase: ms}; `source` says
+    which run the phases come from (shown under the title)."""
     fig = go.Figure()
     if not phases:
         return _empty(fig, "Phase breakdown appears after a comparison.")
@@ -327,7 +328,8 @@ def phase_stack(phases: Mapping[str, Mapping[str, float]]) -> go.Figure:
     for p in names:
         fig.add_trace(go.Bar(x=labels, y=[phases[l].get(p, 0.0) for l in labels], name=p,
                              marker_color=PHASE_COLORS.get(p), hovertemplate=f"{p}: %{{y:.2f}} ms<extra></extra>"))
-    fig.update_layout(barmode="stack", title="Where the time goes, per configuration",
+    title = "Where the time goes, per configuration" + (f"<br><sup>{source}</sup>" if source else "")
+    fig.update_layout(barmode="stack", title=title,
                       yaxis_title="ms", height=360, plot_bgcolor="white", margin=dict(l=50, r=20, t=50, b=80))
     return fig
 
@@ -423,8 +425,9 @@ def _grouped(rows: Sequence[Mapping], x: str, group: str, y: str, title: str, y_
             err = dict(type="data", symmetric=False, array=[r[spread[1]] - r[y] for r in sel],
                        arrayminus=[r[y] - r[spread[0]] for r in sel])
         fig.add_trace(go.Bar(x=[str(r[x]) for r in sel], y=[r[y] for r in sel], name=f"{group} {g}", error_y=err))
-    fig.update_layout(barmode="group", title=title, yaxis_title=y_title, height=380, plot_bgcolor="white",
-                      margin=dict(l=50, r=20, t=50, b=60))
+    # log scale: times that differ by 10-100x (V1 against V3) stay readable side by side
+    fig.update_layout(barmode="group", title=title, yaxis=dict(title=f"{y_title} (log scale)", type="log"),
+                      height=380, plot_bgcolor="white", margin=dict(l=50, r=20, t=50, b=60))
     return fig
 
 

@@ -10,6 +10,7 @@ LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": 
 BEAM_HEADERS = ["beam", "tokens", "Q so far", "score", "parent", "state"]
 END_LABEL = "END"  # the end token ⁇ as the page shows it
 BEST_MARK = "★"  # the table's mark for the beam on the best answer's path
+CUT = "cut at max new tokens"  # a beam still live when the length cap stopped its problem
 
 
 def ascii_poly(p: engine.Poly, var: str = "a") -> str:
@@ -60,14 +61,20 @@ def best_path(steps: Sequence[engine.Step], best: Sequence[int] | None, problem:
     return {}
 
 
+def ended(b: engine.Beam) -> bool:
+    """The beam emitted END (a beam cut by the length cap may be marked finished without it)."""
+    return b.finished and bool(b.ids) and b.ids[-1] == engine.SEP_ID
+
+
 def beam_rows(step: engine.Step, problem: int = 0, on_path: int | None = None) -> list[list]:
     """One row per beam of a step, best score first: index (parents refer to it), tokens, Q when complete,
     score, parent, state. The beam `on_path` (the best answer's path at this step) is marked with BEST_MARK."""
     rows = []
+    cut = (problem, "max_new") in step.stops  # the live beams of a problem stopped by the length cap
     for k, b in sorted(enumerate(step.beams), key=lambda kb: -kb[1].score):
         if b.problem != problem:
             continue
-        state = "finished" if b.finished else "live"
+        state = "finished" if ended(b) else CUT if cut or b.finished else "live"
         if k == on_path:
             state = f"{BEST_MARK} best answer" if b.finished else f"{BEST_MARK} on the best answer's path"
         rows.append([k, tokens_text(b.ids), q_so_far(b.ids), round(b.score, 4), "" if b.parent < 0 else b.parent,
@@ -76,11 +83,13 @@ def beam_rows(step: engine.Step, problem: int = 0, on_path: int | None = None) -
 
 
 def step_status(step: engine.Step, total_steps: int | None = None) -> str:
-    live = sum(not b.finished for b in step.beams)
-    done = sum(b.finished for b in step.beams)
+    done = sum(map(ended, step.beams))
+    live = len(step.beams) - done
     of = f" of at most {total_steps}" if total_steps else ""
-    return (f"Step **{step.step}**{of}: {live} live beam{'s' * (live != 1)}, {done} finished at this step, "
-            f"{step.elapsed_ms:.2f} ms")
+    what = f"{live} live beam{'s' * (live != 1)}"
+    if any(reason == "max_new" for _, reason in step.stops):
+        what = f"{live} beam{'s' * (live != 1)} {CUT} (no END)"
+    return f"Step **{step.step}**{of}: {what}, {done} finished at this step, {step.elapsed_ms:.2f} ms"
 
 
 def _answer_line(rank: int, a: engine.Answer) -> str:

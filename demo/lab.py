@@ -14,6 +14,7 @@ import gradio as gr
 
 import engine
 
+from .capability import pair_summary
 from .formatting import ascii_poly
 
 log = logging.getLogger(__name__)
@@ -137,14 +138,25 @@ def user_errors(action: str) -> Iterator[None]:
 
 @functools.cache
 def example_problems(checkpoint: str = engine.DEFAULT_CHECKPOINT) -> tuple[tuple[str, str], ...]:
-    """One (label, polynomial text) per outer/inner degree pair the model was trained on: the ones
-    `python -m engine.examples` chose for this checkpoint (verified with beam search; a pair the model does not
-    solve yet says so), else generated ones."""
-    chosen = {e["pair"]: e for e in engine.read_examples(checkpoint) or []}
+    """(label, polynomial text) per degree pair the model solves: the examples `python -m engine.examples` chose
+    for this checkpoint and verified with beam search (re-verified on reading), labelled with the pair's measured
+    accuracy. Pairs without a verified example get none: the page never offers an example that fails. With no
+    verified example at all (no examples file, untrained weights): three (2,2) problems with small
+    coefficients."""
+    cap = engine.capability(checkpoint)
     out = []
-    for i, j in engine.ALL_PAIRS:
-        e = chosen.get(f"{i}_{j}")
-        f = e["f"] if e else engine.generate(i, j, 1, seed=EXAMPLE_SEED)[0].f
-        note = "" if e is None else " (verified)" if e["verified"] else " (not solved by this model yet)"
-        out.append((f"deg P = {i}, deg Q = {j}{note}", ascii_poly(f)))
+    for e in engine.read_examples(checkpoint) or []:
+        if not e["verified"]:
+            continue
+        i, j = (int(x) for x in e["pair"].split("_"))
+        measured = pair_summary(cap, (i, j))
+        out.append((f"deg P = {i}, deg Q = {j}" + (f" · solves {measured}" if measured else ""), ascii_poly(e["f"])))
+    if not out:  # no examples file, or nothing verified: (2,2) problems, the easiest pair
+        out = [(f"deg P = 2, deg Q = 2 (#{k + 1})", ascii_poly(p.f))
+               for k, p in enumerate(engine.generate(2, 2, 3, seed=EXAMPLE_SEED, coeff_range=5))]
     return tuple(out)
+
+
+def unsolved_pairs(checkpoint: str = engine.DEFAULT_CHECKPOINT) -> list[str]:
+    """The degree pairs with no verified example for this checkpoint, as "(3, 3)"."""
+    return [f"({e['pair'][0]}, {e['pair'][-1]})" for e in engine.read_examples(checkpoint) or [] if not e["verified"]]

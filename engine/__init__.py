@@ -14,7 +14,7 @@ from .tokenizer import PAD_ID, SEP_ID, VOCAB, decode_text, encode, vocab_for
 from .device import (machine_info, peak_rss_bytes, pick_device, release_memory, reset_peak_rss, rss_bytes, set_threads,
                      synchronize)
 from .poly import (Poly, PolynomialError, Verdict, canonical_inner, classical_decomposition, degree,
-                   describe_decomposition, from_prefix, parse_polynomial, to_latex, to_prefix, to_unicode, verify)
+                   describe_decomposition, from_prefix, parse_polynomial, variable_name, to_latex, to_prefix, to_unicode, verify)
 from .model import GPT, PRESETS, GPTConfig
 from .data import ALL_PAIRS, DatasetError, Problem, generate, out_of_domain, read_dataset
 from .prompt import PROMPT_FORMATS, prompt_ids
@@ -30,3 +30,6 @@ from .export import exported_ct2, exported_hf
 from .bench import GEN_CASES, SUITES, case_problems, format_table, run_suite
 from .cli import add_runtime_args, apply_runtime_args
 from .examples import read_examples
+from .capability import SETS as CAPABILITY_SETS
+from .capability import (Capability, capability, decoder_label, pairs_for_degree, read_capability,
+                         weights_digest)

@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from . import distributed
+from .capability import weights_digest
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from .cli import add_runtime_args, apply_runtime_args
 from .data import read_dataset
@@ -130,7 +131,9 @@ def run(args, d: Dist, device) -> int:
         return 0
     if not args.json:
         print(format_table(rows))
-    print(json.dumps({"results": rows, "checkpoint": checkpoint, "trained": bool(meta.get("trained")),
+    # the digest ties these figures to the exact weights (engine.capability shows them only for those)
+    print(json.dumps({"results": rows, "checkpoint": checkpoint, "weights_sha256": weights_digest(checkpoint),
+                      "steps": meta.get("steps"), "trained": bool(meta.get("trained")),
                       "torch": torch.__version__, "threads": torch.get_num_threads(), "processes": d.world_size}))
     return 0
 

@@ -32,16 +32,18 @@ def test_shipped_examples_verify():
             assert verify(tuple(e["f"]), tuple(e["q"])).ok
 
 
-def test_page_examples_come_from_the_file_and_say_what_the_model_solves(tmp_path):
-    """Guards against example buttons the model fails on without a word: unsolved pairs are labelled."""
+def test_page_examples_are_only_the_verified_ones_from_the_file(tmp_path):
+    """Guards against example buttons the model fails on: only verified examples are offered, in pair order,
+    each labelled with its pair."""
     import engine
-    from demo.lab import example_problems
-    chosen = {e["pair"]: e for e in engine.read_examples(engine.DEFAULT_CHECKPOINT)}
-    for (i, j), (label, text) in zip(engine.ALL_PAIRS, example_problems(engine.DEFAULT_CHECKPOINT)):
-        e = chosen[f"{i}_{j}"]
+    from demo.lab import example_problems, unsolved_pairs
+    chosen = [e for e in engine.read_examples(engine.DEFAULT_CHECKPOINT) if e["verified"]]
+    shown = example_problems(engine.DEFAULT_CHECKPOINT)
+    assert len(shown) == len(chosen) >= 1
+    for e, (label, text) in zip(chosen, shown):
         assert engine.parse_polynomial(text) == e["f"]
-        assert label.endswith("(verified)") == e["verified"]
-        assert label.endswith("(not solved by this model yet)") == (not e["verified"])
+        assert label.startswith(f"deg P = {e['pair'][0]}, deg Q = {e['pair'][-1]}")
+    assert len(unsolved_pairs(engine.DEFAULT_CHECKPOINT)) == 9 - len(chosen)
     # a tampered file cannot claim a verified example: q is re-checked
     stem = str(tmp_path / "m")
     data = json.loads(open(examples_path(engine.DEFAULT_CHECKPOINT), encoding="utf-8").read())

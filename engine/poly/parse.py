@@ -284,3 +284,11 @@ def parse_polynomial(text: str, max_degree: int = 32) -> Poly:
         raise PolynomialError(f"the input is {len(text)} characters long, above the limit of {MAX_CHARS}")
     tree = _Parser(lex(text), max_degree).parse()
     return _check_result(_expand(tree), max_degree)
+
+
+def variable_name(text: str) -> str | None:
+    """The letter a typed polynomial uses as its variable (the page shows every variable as a), or None for
+    a constant or seed prefix tokens. Call it on text parse_polynomial accepted."""
+    if looks_like_prefix(text):
+        return None
+    return next((tok.text for tok in lex(text) if tok.kind == "var"), None)
