@@ -1,9 +1,9 @@
 """Benchmark: run the generation, beam, hf, sweep and frontier suites with a progress bar; tables and charts."""
 from __future__ import annotations
 
-import functools
 import os
 import re
+import time
 
 import gradio as gr
 
@@ -11,10 +11,14 @@ import engine
 
 from . import figures, jobs
 from .controls import choice, whole
-from .lab import MODEL_QUEUE, LabConfig, user_errors
+from .lab import LabConfig, MODEL_QUEUE, bind, user_errors
 
 MODELS = ("this app's checkpoint", "tiny random weights")
 DEFAULT = "suite default"
+ACTION = "Benchmark"
+TAB = "benchmark"
+IDLE = ("Ready: press **Run benchmark**. Progress, the time so far and an estimate of the time left show here; "
+        "**Stop** ends a run.")
 SMOKE_WARNING = ("> ⚠ **Small settings:** few problems, one timed run and little or no warm-up, so these figures "
                  "are noisy and may contradict each other (or the README). Untick *Small settings* for the full "
                  "tables.")
@@ -51,16 +55,25 @@ def count(value, name: str, least: int, most: int) -> int | None:
 
 
 def run_bench(lab: LabConfig, suite: str, smoke: bool, model: str, runs=DEFAULT, warmup=DEFAULT,
-              progress=gr.Progress()):
-    """One suite through engine.run_suite in a cancellable job; the engine reports (fraction, message)."""
+              request: gr.Request = None):
+    """One suite through engine.run_suite in a cancellable job; the engine reports (fraction, message).
+    Yields (table, rows, chart, JSON, progress line): the previous result is cleared at once, then the
+    progress line shows the suite's progress, the time so far and the time left."""
+    skip = gr.skip()
+    t0 = time.monotonic()
+    yield "", gr.update(value=None), figures.bench_figure({}), None, jobs.running_line(ACTION, None, 0.0)
     with user_errors("Benchmark"):
-        suite = choice(suite, "suite", engine.SUITES)
-        model = choice(model, "model", MODELS)
-        if not isinstance(smoke, bool):
-            raise ValueError(f"small settings must be true or false, got {smoke!r}")
-        limits = lab.limits
-        n_runs = count(runs, "timed runs", 1, limits.max_runs)
-        n_warmup = count(warmup, "warm-up runs", 0, limits.max_warmup)
+        try:
+            suite = choice(suite, "suite", engine.SUITES)
+            model = choice(model, "model", MODELS)
+            if not isinstance(smoke, bool):
+                raise ValueError(f"small settings must be true or false, got {smoke!r}")
+            limits = lab.limits
+            n_runs = count(runs, "timed runs", 1, limits.max_runs)
+            n_warmup = count(warmup, "warm-up runs", 0, limits.max_warmup)
+        except ValueError as e:
+            yield (skip,) * 4 + (jobs.rejected_line(ACTION, e),)
+            raise
         trained = model == MODELS[0]
 
         def work(check, report):
@@ -68,12 +81,17 @@ def run_bench(lab: LabConfig, suite: str, smoke: bool, model: str, runs=DEFAULT,
                                     checkpoint=lab.checkpoint if trained else None, preset=None if trained else "tiny",
                                     progress=report, check=check, out_dir=os.path.join(lab.profile_dir, "bench"))
 
-        result = yield from jobs.run("benchmark", work, progress, idle=(gr.skip(),) * 4)
+        try:
+            result = yield from jobs.run(f"{ACTION} {suite}", work, status=lambda line: (skip,) * 4 + (line,),
+                                         stop_key=jobs.session_key(request, TAB))
+        except jobs.Stopped:
+            return
     cols, rows = suite_rows(result)
     table = markdown_text(engine.format_table(result))
     if smoke:
         table = SMOKE_WARNING + "\n\n" + table
-    yield table, gr.update(value=rows, headers=cols), figures.bench_figure(result), result
+    yield (table, gr.update(value=rows, headers=cols), figures.bench_figure(result), result,
+           jobs.done_line(f"{ACTION} {suite}", time.monotonic() - t0))
 
 
 def build(lab: LabConfig | None = None) -> gr.Blocks:
@@ -97,6 +115,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         with gr.Row():
             run = gr.Button("Run benchmark", variant="primary", elem_id="bench-run", scale=3)
             stop = gr.Button("Stop", variant="stop", elem_id="bench-stop", scale=1)
+        status = gr.Markdown(IDLE, elem_id="bench-progress")
         table = gr.Markdown(elem_id="bench-table")
         chart = gr.Plot(figures.bench_figure({}), label="Chart", elem_id="bench-chart")
         with gr.Accordion("Rows as a sortable table", open=False):
@@ -105,10 +124,10 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             raw = gr.JSON()
         suite.change(lambda s: SUITE_NOTES.get(s, ""), suite, note, queue=False, api_visibility="private")
         # preprocess=False: run_bench checks every value itself, so bad API input gets a clear message.
-        running = run.click(functools.partial(run_bench, lab), [suite, smoke, model, runs, warmup],
-                            [table, rows, chart, raw], api_name="benchmark", concurrency_id=MODEL_QUEUE,
-                            concurrency_limit=1, show_progress_on=[table], preprocess=False)
-        stop.click(None, None, None, cancels=[running], api_visibility="private")
+        run.click(bind(run_bench, lab), [suite, smoke, model, runs, warmup],
+                  [table, rows, chart, raw, status], api_name="benchmark", concurrency_id=MODEL_QUEUE,
+                  concurrency_limit=1, show_progress="minimal", show_progress_on=[status], preprocess=False)
+        jobs.stop_button(stop, TAB)
     return tab
 
 

@@ -1,11 +1,12 @@
 """Compare: two or more decoding configurations on the same input, N timed runs each, one verdict."""
 from __future__ import annotations
 
-import functools
 import importlib.util
 import statistics
 import tempfile
+import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import gradio as gr
 
@@ -14,12 +15,16 @@ import engine
 from . import figures, jobs
 from .controls import MAX_NEW, choice, whole
 from .formatting import ascii_poly, options_summary
-from .lab import MODEL_QUEUE, LabConfig, Limits, ct2_model, example_problems, hf_model, user_errors
+from .lab import LabConfig, Limits, MODEL_QUEUE, bind, ct2_model, example_problems, hf_model, user_errors
 
 HF = "hf"  # the preset column value that runs transformers generate() on the exported weights
 CT2 = "ctranslate2"  # the preset column value that runs CTranslate2 on the same export, converted
 COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new", "precision"]
 POLYNOMIAL = "the polynomial above"
+ACTION = "Comparing"
+TAB = "compare"
+IDLE = ("Ready: press **Compare**. Progress, the time so far and an estimate of the time left show here; "
+        "**Stop** ends a comparison.")
 
 
 def hf_available() -> bool:
@@ -155,17 +160,22 @@ def agreement_note(configs: list[Config], outputs: dict[str, list[tuple]], verif
     return "\n".join(["Measured agreement with float32:", *lines]) if lines else ""
 
 
-def _measure(lab: LabConfig, cfg: Config, fs: list[engine.Poly], runs: int, tmp: str | None, check: jobs.Check):
-    """One warm-up, then `runs` timed decodes (the decoder's own device-synchronised total), then phases."""
+def _measure(lab: LabConfig, cfg: Config, fs: list[engine.Poly], runs: int, tmp: str | None, check: jobs.Check,
+             report: Callable[[int, str], None]):
+    """One warm-up, then `runs` timed decodes (the decoder's own device-synchronised total), then phases;
+    report(k, what) after each of these runs + 2 parts."""
     model = lab.model()
     prompts = [engine.prompt_ids(f, model.config.prompt_format) for f in fs]
+    report(0, "warm-up")
     _run(lab, cfg, fs, prompts, check)
     times = []
-    for _ in range(runs):
+    for k in range(runs):
         check()
+        report(1 + k, f"timed run {k + 1}/{runs}")
         result = _run(lab, cfg, fs, prompts, check)
         times.append(result.total_ms)
     check()
+    report(1 + runs, "phases")
     return times, result, _phases(lab, cfg, fs, result, tmp)
 
 
@@ -175,8 +185,10 @@ def measure_all(lab: LabConfig, configs: list[Config], fs: list[engine.Poly], ru
     table, stats, phases, outputs, verified = [], [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         for i, cfg in enumerate(configs):
-            report(i / len(configs), f"{cfg.label}: warm-up and {runs} runs")
-            times, result, phases[cfg.label] = _measure(lab, cfg, fs, runs, tmp if profiled else None, check)
+            def part(k: int, what: str, i=i, cfg=cfg) -> None:  # share of all the runs still to do
+                report((i + k / (runs + 2)) / len(configs), f"{cfg.label} ({i + 1}/{len(configs)}), {what}")
+
+            times, result, phases[cfg.label] = _measure(lab, cfg, fs, runs, tmp if profiled else None, check, part)
             outputs[cfg.label] = [tuple(h.ids for h in hyps) for hyps in result.hypotheses]
             best = [engine.best_answer(engine.rank_answers(f, h)) for f, h in zip(fs, result.hypotheses)]
             verified[cfg.label] = sum(a is not None and a.verified for a in best)
@@ -190,22 +202,34 @@ def measure_all(lab: LabConfig, configs: list[Config], fs: list[engine.Poly], ru
 
 
 def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled: bool = True,
-            progress=gr.Progress()):
+            request: gr.Request = None):
     """Time each configuration, split its time into phases (one profiled run when `profiled` and the input
     is one polynomial, else the decoder's own step timings), and compare the outputs. A cancellable job;
-    every value is checked here (the event skips Gradio's preprocessing)."""
+    every value is checked here (the event skips Gradio's preprocessing). Yields (verdict, latency chart,
+    phase chart, table, JSON, progress line): the previous result is cleared at once, then the progress
+    line shows what runs, the time so far and the time left."""
+    skip = gr.skip()
+    t0 = time.monotonic()
+    yield "", figures.latency_bars(()), figures.phase_stack({}), [], None, jobs.running_line(ACTION, None, 0.0)
     with user_errors("Compare"):
-        source = choice(source, "input", [POLYNOMIAL, *engine.GEN_CASES])
-        if source == POLYNOMIAL:
-            fs = [engine.parse_polynomial(text if isinstance(text, str) else "")]
-        else:
-            fs = [p.f for p in engine.case_problems(source)]
-        configs = parse_configs(table_rows(rows), lab.limits, len(fs))
-        runs = whole(runs, "timed runs", 1, lab.limits.max_runs)
-        profiled = profiled is True
-        table, stats, phases, outputs, verified = yield from jobs.run(
-            "compare", lambda check, report: measure_all(lab, configs, fs, runs, profiled, check, report), progress,
-            idle=(gr.skip(),) * 5)
+        try:
+            source = choice(source, "input", [POLYNOMIAL, *engine.GEN_CASES])
+            if source == POLYNOMIAL:
+                fs = [engine.parse_polynomial(text if isinstance(text, str) else "")]
+            else:
+                fs = [p.f for p in engine.case_problems(source)]
+            configs = parse_configs(table_rows(rows), lab.limits, len(fs))
+            runs = whole(runs, "timed runs", 1, lab.limits.max_runs)
+            profiled = profiled is True
+        except ValueError as e:
+            yield (skip,) * 5 + (jobs.rejected_line(ACTION, e),)
+            raise
+        try:
+            table, stats, phases, outputs, verified = yield from jobs.run(
+                ACTION, lambda check, report: measure_all(lab, configs, fs, runs, profiled, check, report),
+                status=lambda line: (skip,) * 5 + (line,), stop_key=jobs.session_key(request, TAB))
+        except jobs.Stopped:
+            return
         what = "1 polynomial" if len(fs) == 1 else f"case {source} ({len(fs)} polynomials in one batch)"
         head = f"{verdict(outputs)}\n\n{len(configs)} configurations on {what}, {runs} timed runs each."
         note = agreement_note(configs, outputs, verified)
@@ -215,7 +239,8 @@ def compare(lab: LabConfig, source: str, text: str, rows, runs: float, profiled:
                "stats": stats}
     source = ("phases from one extra profiled run per configuration, apart from the timed runs"
               if profiled and len(fs) == 1 else "phases from the last timed run's own step timings")
-    yield head, figures.latency_bars(stats), figures.phase_stack(phases, source), table, raw
+    yield (head, figures.latency_bars(stats), figures.phase_stack(phases, source), table, raw,
+           jobs.done_line(ACTION, time.monotonic() - t0))
 
 
 def build(lab: LabConfig | None = None) -> gr.Blocks:
@@ -241,6 +266,7 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         with gr.Row():
             run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=3)
             stop = gr.Button("Stop", variant="stop", elem_id="compare-stop", scale=1)
+        status = gr.Markdown(IDLE, elem_id="compare-progress")
         verdict_md = gr.Markdown(elem_id="compare-verdict")
         with gr.Row():
             latency = gr.Plot(figures.latency_bars(()), label="Latency", elem_id="compare-latency")
@@ -250,10 +276,11 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         with gr.Accordion("Result as JSON", open=False):
             raw = gr.JSON()
         # preprocess=False: compare() checks every value itself, so bad API input gets a clear message.
-        running = run.click(functools.partial(compare, lab), [source, text, rows, runs, profiled],
-                            [verdict_md, latency, phase, table, raw], api_name="compare", concurrency_id=MODEL_QUEUE,
-                            concurrency_limit=1, show_progress_on=[verdict_md], preprocess=False)
-        stop.click(None, None, None, cancels=[running], api_visibility="private")
+        run.click(bind(compare, lab), [source, text, rows, runs, profiled],
+                  [verdict_md, latency, phase, table, raw, status], api_name="compare",
+                  concurrency_id=MODEL_QUEUE, concurrency_limit=1, show_progress="minimal",
+                  show_progress_on=[status], preprocess=False)
+        jobs.stop_button(stop, TAB)
     return tab
 
 

@@ -172,7 +172,7 @@ def option_controls(prefix: str, preset: str = "fastest", decoder: str = "beam",
                                    label="Cascade stages", elem_id=f"{prefix}-cascade", visible=decoder == "cascade",
                                    info="each stage decodes only the problems no earlier stage verified")
         c["stop_on_verified"] = gr.Checkbox(start.stop_on_verified, label="Stop at the first verified answer",
-                                            elem_id=f"{prefix}-stop", visible=decoder != "greedy")
+                                            elem_id=f"{prefix}-stop-verified", visible=decoder != "greedy")
         c["cache"] = gr.Dropdown(list(engine.CACHES), value=start.cache, label="KV cache", elem_id=f"{prefix}-cache")
         c["beam_cache"] = gr.Dropdown(list(engine.BEAM_CACHES), value=start.beam_cache, label="Beam cache handling",
                                       elem_id=f"{prefix}-beam-cache", visible=decoder == "beam",

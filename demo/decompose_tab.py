@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import replace
 from typing import Iterator
 
@@ -14,10 +15,11 @@ from .capability import capability_line, capability_table, combined_verdict, inp
 from .controls import option_controls, panel_options
 from .formatting import (BEAM_HEADERS, BEST_MARK, LATEX, answers_markdown, ascii_poly, beam_rows, best_path,
                          options_summary, step_status)
-from .lab import MODEL_QUEUE, LabConfig, example_problems, unsolved_pairs, user_errors
+from .lab import LabConfig, MODEL_QUEUE, bind, example_problems, unsolved_pairs, user_errors
 
 TREE_ALTERNATIVES = 3  # losing tokens per node the tree's hover lists (the decoder keeps them: cheap, no change)
 STATE_TTL_S = 3600  # a session's replay state (up to ~1 MB at width 64) is dropped an hour after it was set
+TAB = "decompose"
 PLACEHOLDER = "e.g. 4a^4 + 12a^3 + 5a^2 - 6a - 2"
 INTRO = """Type an integer polynomial f(a) (e.g. `4a^4 + 12a^3 + 5a^2 - 6a - 2`, `3(a^2+2a)^2 - 5`, or the seed's
 prefix tokens). The model writes an inner Q(a) with f = P(Q(a)); every answer is checked by exact division. Since
@@ -145,7 +147,7 @@ def describe_input(lab: LabConfig, text: str) -> str:
     return input_note(cap, f)
 
 
-def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
+def decompose(lab: LabConfig, text: str, request: gr.Request = None, **panel) -> Iterator[tuple]:
     """Stream one search: the live beams at every step, then answers, tree, latency and the result JSON.
 
     `panel` holds the options panel's values by name (controls.PANEL; missing ones keep the preset's), checked
@@ -156,8 +158,9 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
     Yields tuples for (warning, status, live, answers, classical, tree, replay, latency, result, state)."""
     skip = gr.skip()
     # the previous input's answers, tree and warnings go at once, so an error below never sits over them
-    yield ("", "Checking the input…", [], "", "", figures.beam_tree(()), gr.update(value=0, interactive=False),
-           figures.step_latency(()), None, None)
+    t0 = time.monotonic()
+    yield ("", f"{jobs.RUNNING} Checking the input…", [], "", "", figures.beam_tree(()),
+           gr.update(value=0, interactive=False), figures.step_latency(()), None, None)
     with user_errors("Decompose"):
         text = text if isinstance(text, str) else ""
         try:
@@ -181,20 +184,30 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
         gen = engine.decode_polynomials(model, [f], replace(opts, alternatives=TREE_ALTERNATIVES))
         stages = opts.stages()
         steps: list[engine.Step] = []
-        yield (warning_md, "Starting…", [], "Searching…", classical, figures.beam_tree(()),
+        yield (warning_md, f"{jobs.RUNNING} Starting…", [], "Searching…", classical, figures.beam_tree(()),
                gr.update(value=0, interactive=False), figures.step_latency(()), None, None)
+        key = jobs.session_key(request, TAB)
         try:
-            while True:
-                try:
-                    with jobs.MODEL_LOCK:
-                        step = next(gen)
-                except StopIteration as stop:
-                    decoded: engine.Decoded = stop.value
-                    break
-                steps.append(step)
-                where = f"{stage_label(stages[step.stage])}: " if opts.decoder == "cascade" else ""
-                yield (skip, where + step_status(step, opts.max_new), beam_rows(step), skip, skip, skip,
-                       skip, skip, skip, skip)
+            with jobs.stoppable(key) as pressed:
+                while not pressed.is_set():
+                    try:
+                        with jobs.MODEL_LOCK:
+                            step = next(gen)
+                    except StopIteration as stop:
+                        decoded: engine.Decoded = stop.value
+                        break
+                    steps.append(step)
+                    where = f"{stage_label(stages[step.stage])}: " if opts.decoder == "cascade" else ""
+                    yield (skip, f"{jobs.RUNNING} {where}{step_status(step, opts.max_new)} · "
+                           f"{time.monotonic() - t0:.1f} s elapsed · **Stop** ends the search", beam_rows(step),
+                           skip, skip, skip, skip, skip, skip, skip)
+                else:  # Stop was pressed: the steps so far stay on the page
+                    yield (skip, jobs.stopped_line("Decompose", (0.0, f"step {len(steps)}"),
+                                                   time.monotonic() - t0)) + (skip,) * 8
+                    return
+        except Exception:
+            yield (skip, jobs.failed_line("Decompose", time.monotonic() - t0)) + (skip,) * 8
+            raise
         finally:
             gen.close()  # a cancelled search drops its session (cache, masks) here, not at garbage collection
             del gen
@@ -202,9 +215,15 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
         answers = engine.rank_answers(f, decoded.hypotheses[0])
         verdict = combined_verdict(answers, parts)
         full = None
-        if reference is not None:
-            with jobs.exclusive("decompose: full search"):
-                full = engine.run_to_completion(engine.decode_polynomials(model, [f], reference))
+        if reference is not None:  # cancellable like the search itself
+            try:
+                full = yield from jobs.run(
+                    "Decompose: the full search, to count what stopping early saved",
+                    lambda check, report: engine.run_to_completion(
+                        engine.decode_polynomials(model, [f], reference), check),
+                    status=lambda line: (skip, line) + (skip,) * 8, stop_key=key)
+            except jobs.Stopped:
+                return
         report = search_report(opts, decoded, answers, full)
         # the tree and the replay show the stage that answered (the whole search for other decoders)
         shown = tuple(s for s in steps if s.stage == (decoded.stage_of[0] if decoded.stage_of else 0))
@@ -216,7 +235,8 @@ def decompose(lab: LabConfig, text: str, **panel) -> Iterator[tuple]:
                   f"(prefill {decoded.prefill_ms:.1f} ms), {options_summary(opts)}. " + report_markdown(report))
         if path:
             status += f" The table shows step {table_step}, where the best answer finished ({BEST_MARK})."
-        yield (skip, status.strip(), step_table(state, table_step) if shown else [], verdict + "\n\n" + answers_markdown(f, answers), skip,
+        yield (skip, status.strip(), step_table(state, table_step) if shown else [],
+               verdict + "\n\n" + answers_markdown(f, answers), skip,
                tree_figure(state), gr.update(minimum=0, maximum=max(last, 1), value=max(last, 0), interactive=True),
                figures.step_latency(steps, decoded.prefill_ms),
                {**result_json(f, opts, answers, steps, decoded.total_ms), "search": report}, state)
@@ -239,7 +259,9 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                             example_labels=[f"{label}: {text}" for label, text in examples], examples_per_page=9)
                 with gr.Accordion("What this model solves", open=False):
                     gr.Markdown(capability_table(engine.capability(lab.checkpoint)), elem_id="decompose-capability")
-                run = gr.Button("Decompose", variant="primary", elem_id="decompose-run")
+                with gr.Row():
+                    run = gr.Button("Decompose", variant="primary", elem_id="decompose-run", scale=3)
+                    stop = gr.Button("Stop", variant="stop", elem_id="decompose-stop", scale=1)
                 warning = gr.Markdown(elem_id="decompose-warning")
                 status = gr.Markdown(elem_id="decompose-status")
             with gr.Column(scale=2):
@@ -262,11 +284,12 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         state = gr.State(None, time_to_live=STATE_TTL_S)
         outputs = [warning, status, live, answers, classical, tree, step, latency, result, state]
         # preprocess=False: decompose() checks every value itself, so bad API input gets a clear message.
-        run_event = dict(fn=functools.partial(decompose, lab), inputs=[poly], inputs_kwargs=controls.by_name,
+        run_event = dict(fn=bind(decompose, lab), inputs=[poly], inputs_kwargs=controls.by_name,
                          outputs=outputs, concurrency_id=MODEL_QUEUE, concurrency_limit=1, show_progress_on=[status],
                          preprocess=False)
         run.click(api_name="decompose", **run_event)
         poly.submit(api_visibility="private", **run_event)
+        jobs.stop_button(stop, TAB)
         poly.change(functools.partial(describe_input, lab), poly, note, queue=False, show_progress="hidden",
                     trigger_mode="always_last", api_visibility="private")
         step.input(replay, [step, state, compact], [tree, live, status], trigger_mode="always_last",

@@ -3,12 +3,14 @@ into gr.Error, and the example problems."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import threading
+import typing
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import gradio as gr
 
@@ -134,6 +136,27 @@ def user_errors(action: str) -> Iterator[None]:
     except Exception as e:
         log.exception("%s failed", action)
         raise gr.Error(f"{type(e).__name__}: {e}", title=f"{action} failed", print_exception=False) from None
+
+
+def bind(fn: Callable, *bound) -> Callable:
+    """functools.partial(fn, *bound) that Gradio can still read: it finds its gr.Request parameter by the
+    function's type hints, which it cannot get from a partial (the request silently stayed None), and streams
+    only from generator functions. The result has fn's signature and resolved hints, minus the bound
+    parameters, and is a generator function when fn is one."""
+    if inspect.isgeneratorfunction(fn):
+        def call(*args, **kwargs):
+            return (yield from fn(*bound, *args, **kwargs))
+    else:
+        def call(*args, **kwargs):
+            return fn(*bound, *args, **kwargs)
+    functools.update_wrapper(call, fn)
+    del call.__wrapped__
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())[len(bound):]
+    call.__signature__ = sig.replace(parameters=params)
+    names = {p.name for p in params} | {"return"}
+    call.__annotations__ = {k: v for k, v in typing.get_type_hints(fn).items() if k in names}
+    return call
 
 
 @functools.cache

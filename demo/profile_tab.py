@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 
 import gradio as gr
 
@@ -12,11 +13,14 @@ import engine
 
 from . import figures, jobs
 from .controls import option_controls, panel_options
-from .lab import MODEL_QUEUE, LabConfig, example_problems, user_errors
+from .lab import LabConfig, MODEL_QUEUE, bind, example_problems, user_errors
 from .tensorboard import ANY_ADDRESS, PLUGIN_PATH, TensorBoard
 
 RUN_HEADERS = ["run", "recorded (UTC)", "polynomial", "decoder", "total ms", "trace"]
 PHASE_HEADERS = ["phase", "ms", "share", "calls"]
+ACTION = "Recording a profile"
+TAB = "profile"
+IDLE = "Ready: press **Record profile**. Progress and the time so far show here; **Stop** ends a recording."
 TRACE_NOTE = """**Opening a trace elsewhere.** The trace view above works offline. The downloaded file
 (`<run>.pt.trace.json`) opens in [ui.perfetto.dev](https://ui.perfetto.dev) (Perfetto: **needs internet** to load
 the page; the trace itself stays in the browser) or in `chrome://tracing`. The ranges `prefill`, `decode_step`,
@@ -126,22 +130,41 @@ def select_run(profile_dir: str, traces: Traces, name: str | None):
             gr.update(value=trace, interactive=trace is not None))
 
 
-def record(lab: LabConfig, traces: Traces, text: str, name: str = "", **panel):
+def record(lab: LabConfig, traces: Traces, text: str, name: str = "", request: gr.Request = None, **panel):
     """Decode once under the profiler into the profiles folder (at most limits.max_recordings kept: the
-    oldest go); show the result and refresh the list. `panel` holds the options panel's values by name
-    (controls.PANEL; missing ones keep the preset's), checked here as sent."""
+    oldest go) in a cancellable job; show the result and refresh the list. `panel` holds the options panel's
+    values by name (controls.PANEL; missing ones keep the preset's), checked here as sent. Yields (summary,
+    phase chart, phase table, timeline, top operators, trace view, runs, picker, download, progress line);
+    a stopped recording leaves no run folder behind."""
+    skip = gr.skip()
+    waiting = (skip,) * 9
+    t0 = time.monotonic()
+    yield waiting + (jobs.running_line(ACTION, None, 0.0),)
     with user_errors("Profile"):
-        f = engine.parse_polynomial(text if isinstance(text, str) else "")
-        opts = panel_options(**panel)
-        lab.limits.check_decode(opts)
+        try:
+            f = engine.parse_polynomial(text if isinstance(text, str) else "")
+            opts = panel_options(**panel)
+            lab.limits.check_decode(opts)
+        except ValueError as e:
+            yield waiting + (jobs.rejected_line(ACTION, e),)
+            raise
         run_name = name.strip() if isinstance(name, str) else ""
-        with jobs.exclusive("profile"):
-            summary = engine.profile_run(lab.model(), f, opts, out_dir=lab.profile_dir, name=run_name or None,
-                                         keep=lab.limits.max_recordings)
+
+        def work(check, report):
+            report(0.0, "warm-up decode, then the recorded one")
+            return engine.profile_run(lab.model(), f, opts, out_dir=lab.profile_dir, name=run_name or None,
+                                      keep=lab.limits.max_recordings, check=check)
+
+        try:
+            summary = yield from jobs.run(ACTION, work, status=lambda line: waiting + (line,),
+                                          stop_key=jobs.session_key(request, TAB))
+        except jobs.Stopped:
+            return
         rows, picker = runs_view(lab.profile_dir, summary["name"])
         run = find_run(lab.profile_dir, summary["name"])
         trace = traces.serve(run["trace"] if run else None)
-        return (*show_summary(summary, trace), rows, picker, gr.update(value=trace, interactive=trace is not None))
+        yield (*show_summary(summary, trace), rows, picker, gr.update(value=trace, interactive=trace is not None),
+               jobs.done_line(ACTION, time.monotonic() - t0))
 
 
 def start_tensorboard(board: TensorBoard, request: gr.Request = None) -> str:
@@ -164,7 +187,10 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
             with gr.Column(scale=3):
                 text = gr.Textbox(example_problems(lab.checkpoint)[0][1], label="f(a)", elem_id="profile-input")
                 name = gr.Textbox(label="Run name (optional)", placeholder="e.g. beam10-static", elem_id="profile-name")
-                run = gr.Button("Record profile", variant="primary", elem_id="profile-run")
+                with gr.Row():
+                    run = gr.Button("Record profile", variant="primary", elem_id="profile-run", scale=3)
+                    stop = gr.Button("Stop", variant="stop", elem_id="profile-stop", scale=1)
+                status = gr.Markdown(IDLE, elem_id="profile-progress")
                 summary = gr.Markdown(elem_id="profile-summary")
             with gr.Column(scale=2):
                 controls = option_controls("profile")
@@ -187,15 +213,17 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         shown = [summary, phase_fig, phase_table, timeline, top_ops, trace_view]
         # preprocess=False: record() checks every value itself, so bad API input gets a clear message.
         traces = Traces()
-        run.click(functools.partial(record, lab, traces), [text, name], [*shown, runs, picker, download],
-                  inputs_kwargs=controls.by_name, api_name="profile", concurrency_id=MODEL_QUEUE, concurrency_limit=1,
-                  show_progress_on=[summary], preprocess=False)
+        run.click(bind(record, lab, traces), [text, name],
+                  [*shown, runs, picker, download, status], inputs_kwargs=controls.by_name,
+                  api_name="profile", concurrency_id=MODEL_QUEUE, concurrency_limit=1,
+                  show_progress="minimal", show_progress_on=[status], preprocess=False)
+        jobs.stop_button(stop, TAB)
         listing = functools.partial(runs_view, lab.profile_dir)
         refresh.click(listing, picker, [runs, picker], api_name="list_runs")
         tab.load(lambda: listing(None), None, [runs, picker], api_visibility="private")
         picker.input(functools.partial(select_run, lab.profile_dir, traces), picker, [*shown, download],
                      api_visibility="private")
-        tb_button.click(functools.partial(start_tensorboard, board), None, tb_link, api_name="tensorboard")
+        tb_button.click(bind(start_tensorboard, board), None, tb_link, api_name="tensorboard")
     return tab
 
 

@@ -255,6 +255,36 @@ def frontier_block(paths: list[str]) -> tuple[str, dict[str, str]]:
     return "\n".join(lines).rstrip(), svgs
 
 
+def model_block(stem: str) -> str:
+    """The shipped model in words, from the meta the trainer wrote into its JSON: size, training time and
+    steps, and one line per invocation of the run (its steps, minutes, learning rate, mix)."""
+    with open(stem + ".json") as fh:
+        ck = json.load(fh)
+    cfg, meta = ck["config"], ck["meta"]
+    from safetensors import safe_open
+
+    size = os.path.getsize(stem + ".safetensors") / 1e6
+    with safe_open(stem + ".safetensors", "pt") as st:
+        params = sum(_numel(st.get_slice(k).get_shape()) for k in st.keys())
+    lines = [f"`{os.path.relpath(stem, ROOT)}.safetensors` ({size:.0f} MB): {cfg['n_layer']} layers, {cfg['n_head']} "
+             f"heads, {cfg['n_embd']} wide, block {cfg['block_size']}, prompt format `{cfg['prompt_format']}`, "
+             f"{params:,} stored values; {meta['steps']:,} steps in {meta['train_minutes']} training minutes. "
+             "The run, invocation by invocation (from the JSON's `meta.history`):", "",
+             "| steps | training minutes | lr | small-coefficient share | degree-pair mix |", "|---|---|---|---|---|"]
+    for h in meta.get("history", []):
+        mix = str(h.get("mix", "")).replace(" (final; see schedule)", "")
+        lines.append(f"| {h['from_step']:,}-{h['to_step']:,} | {h['from_minutes']}-{h['to_minutes']} | {h.get('lr')} | "
+                     f"{h.get('small_share') or 0} | {mix.replace(',', ', ')} |")
+    return "\n".join(lines)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text:
@@ -268,6 +298,9 @@ def readme(args) -> None:
     path = os.path.join(ROOT, "README.md")
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
+    shipped = os.path.join(ROOT, "weights", "default")
+    if os.path.exists(shipped + ".json"):
+        text = replace_block(text, "shipped-model", model_block(shipped))
     run = os.path.join(MODEL_DIR, "main_run.json")
     if os.path.exists(run):
         text = replace_block(text, "main-run", run_block(run))

@@ -23,7 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch.profiler import ProfilerActivity, record_function
@@ -223,10 +223,12 @@ def read_timeline(path: str, max_ops: int = MAX_TIMELINE_OPS) -> dict:
     return trace_timeline(read_trace(path), max_ops)
 
 
-def _run_decode(model, f: Poly, opts: DecodeOptions):
+def _run_decode(model, f: Poly, opts: DecodeOptions, check: Callable[[], None] | None = None):
     gen = decode_polynomials(model, [f], opts)  # the verifier is the acceptance check (stop, cascades)
     steps = []
     while True:
+        if check is not None:
+            check()
         try:
             steps.append(next(gen))
         except StopIteration as stop:
@@ -234,22 +236,24 @@ def _run_decode(model, f: Poly, opts: DecodeOptions):
 
 
 def profile_run(model, f: Poly, opts: DecodeOptions, out_dir: str = "profiles", name: str | None = None,
-                keep: int = 20, warmup: bool = True) -> dict:
+                keep: int = 20, warmup: bool = True, check: Callable[[], None] | None = None) -> dict:
     """Decode f once under the profiler; write the trace and summary.json to a new run; return the summary.
 
     A first, unrecorded decode (warmup) keeps one-time costs (allocator growth, lazy init) out of the trace;
     the process's peak resident memory is measured over it (else over the recorded decode, profiler buffers
-    included). Raises ValueError (from decode) when f does not fit the model's block size."""
+    included). Raises ValueError (from decode) when f does not fit the model's block size. `check` runs
+    before every decode step: whatever it raises stops the recording there, and its half-written run folder
+    is deleted (how the app's Stop ends a recording)."""
     ids = prompt_ids(f, model.config.prompt_format)
     name = name or f"{opts.decoder}{opts.width if opts.decoder == 'beam' else ''}_{opts.cache}_{opts.attention}"
     rss_before = rss_bytes()
     peak_scope = "decode" if reset_peak_rss() else "process"
     if warmup:
-        _run_decode(model, f, opts)
+        _run_decode(model, f, opts, check)
         peak = peak_rss_bytes()
     t0 = time.perf_counter()
     with profile(name, out_dir) as rec:
-        steps, result = _run_decode(model, f, opts)
+        steps, result = _run_decode(model, f, opts, check)
         with record_function("verify"):
             answers = rank_answers(f, result.hypotheses[0])
     wall_ms = (time.perf_counter() - t0) * 1e3

@@ -110,16 +110,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-n", type=int, default=48, help="validation problems per pair")
     args = ap.parse_args(argv)
-    if args.max_steps is None:
-        args.max_steps = 0 if args.minutes else 4000
-    if not args.max_steps and not args.minutes:
-        ap.error("give a budget: --max-steps N and/or --minutes M")
+    # what this command line sets itself; a --resume takes the rest of the recipe from the run's state
+    for action in ap._actions:
+        action.default = argparse.SUPPRESS
+    args.given = sorted(vars(ap.parse_args(argv)))
+    if not args.resume:
+        check_budget(args, ap.error)
     if not 0.0 <= args.cooldown < 1.0:
         ap.error("--cooldown must be in [0, 1)")
     if args.grad_accum is not None and args.grad_accum < 1:
         ap.error("--grad-accum must be >= 1")
     args.device = str(apply_runtime_args(ap, args))
     return args
+
+
+# what a --resume carries over from the run's state unless the command line says otherwise
+RECIPE = ("mix", "adaptive", "floor", "small_share", "no_canonical", "batch_tokens", "max_steps", "minutes", "lr",
+          "min_lr_frac", "cooldown", "warmup", "weight_decay", "grad_clip", "seed", "save_every", "eval_every",
+          "eval_n", "data")
+
+
+def check_budget(args, error) -> None:
+    if args.max_steps is None:
+        args.max_steps = 0 if args.minutes else 4000
+    if not args.max_steps and not args.minutes:
+        error("give a budget: --max-steps N and/or --minutes M")
+
+
+def inherit_recipe(args, saved: dict) -> list[str]:
+    """A resumed run trains as it was started: every recipe option the command line does not give comes
+    from the state's own arguments. Returns the names taken over."""
+    taken = []
+    for name in RECIPE:
+        if name not in getattr(args, "given", ()) and name in saved:
+            setattr(args, name, saved[name])
+            taken.append(name)
+    check_budget(args, fail)
+    return taken
+
+
+def fail(message: str):
+    raise SystemExit(f"error: {message}")
 
 
 def build_model(args, st: dict | None) -> GPT:
@@ -144,6 +175,8 @@ def load_resume_state(args) -> tuple[dict, str]:
     if not os.path.exists(state_path):
         raise SystemExit(f"error: nothing to resume: no {state_path}")
     st = torch.load(state_path, map_location="cpu", weights_only=True)
+    if taken := inherit_recipe(args, st.get("args", {})):  # the budget below is the run's unless given
+        log.info("from the run's state: " + ", ".join(f"{n.replace('_', '-')} {getattr(args, n)}" for n in taken))
     if st.get("cooling") and os.path.exists(stable_path):
         stable = torch.load(stable_path, map_location="cpu", weights_only=True)
         if not (in_cooldown(stable["step"], stable["elapsed"], args) or in_cooldown(st["step"], st["elapsed"], args)):
@@ -207,6 +240,8 @@ def segment(args, start: Start) -> dict:
 
 def history_until(history: tuple[dict, ...], seg: dict, step: int, elapsed: float, mix=None) -> list[dict]:
     """Every earlier invocation of this run plus the current one up to `step` (resumes change the recipe)."""
+    if step == seg["from_step"]:  # nothing trained in this invocation (e.g. resumed at the end of its budget)
+        return list(history)
     now = dict(seg, to_step=step, to_minutes=round(elapsed / 60, 1))
     if mix is not None:
         now["mix_now"] = format_mix(mix)
@@ -314,7 +349,7 @@ def train_loop(args, start: Start, net, streams: Streams, device, d: Dist = Dist
     log_w, last_save = csv.writer(log_fh), time.time()
     stable_saved = in_cooldown(step, elapsed, args)  # resumed inside the cool-down: stable.pt is already there
     start.model.train()
-    clean = False
+    clean, exported = False, False
     try:
         while progress(step, elapsed, args) < 1.0 and not stopping():
             if not stable_saved and in_cooldown(step, elapsed, args):
@@ -341,12 +376,15 @@ def train_loop(args, start: Start, net, streams: Streams, device, d: Dist = Dist
                 val_fh.flush()
                 if args.out and d.is_main:  # keep the exported model current: a cut run still leaves weights
                     export(start.model, args, step, elapsed, finished, hist())
+                    exported = True
                     start.model.train()
             if save_due:
                 save(state_path)
                 log_fh.flush()
                 last_save = time.time()
         clean = True
+        if args.out and d.is_main and not exported:  # e.g. resumed at the end of its budget: export it anyway
+            export(start.model, args, step, elapsed, progress(step, elapsed, args) >= 1.0, hist())
     finally:
         bar.close()
         # After an error under torchrun the other processes may be gone: keep what this one has, no exchange.
@@ -377,7 +415,7 @@ def validation_round(args, model: GPT, streams: Streams, step: int, elapsed: flo
 
 def export(model: GPT, args, step: int, elapsed: float, finished: bool, history: list[dict]) -> None:
     """The model and a meta the trainer writes in full: recipe, progress, machine and every invocation."""
-    meta = {"recipe": {k: v for k, v in vars(args).items() if k not in ("resume", "out")},
+    meta = {"recipe": {k: v for k, v in vars(args).items() if k not in ("resume", "out", "given")},
             "steps": step, "train_minutes": round(elapsed / 60, 1), "canonical_targets": not args.no_canonical,
             "trained": True, "finished": finished, "history": history,
             "machine": dict(machine_info(args.device), processes=args.world_size)}

@@ -82,8 +82,10 @@ def decompose(page, text: str) -> None:
 def test_beam_search_shows_a_verified_answer_and_the_beam_tree(page, server):
     f, expected = server.problems[0]
     decompose(page, ascii_poly(f))
+    wait_text(page, "#decompose-input-note", f"deg f = {engine.degree(f)}")  # what the model does with such inputs
     wait_text(page, "#decompose-status", ascii_poly(f))
     assert "✓" in wait_text(page, "#decompose-answers", "Verified")
+    assert page.inner_text("#decompose-answers").startswith("✓ Model verified Q(a)")  # the combined verdict
     tree = page.locator("#beam-tree")
     tree.locator(".scatterlayer .point").first.wait_for()  # plotly drew the token nodes
     assert tree.locator(".scatterlayer .point").count() > 10  # width 10: many beams
@@ -108,17 +110,22 @@ def test_the_beam_tree_shows_end_and_the_alternatives_that_lost_on_hover(page):
     screenshot(page, "beam-tree-hover", "#beam-tree")
 
 
-def test_garbage_shows_an_error_and_the_page_keeps_working(page, server):
+def test_garbage_shows_an_error_clears_old_answers_and_the_page_keeps_working(page, server):
+    f, _ = server.problems[1]
+    decompose(page, ascii_poly(f))
+    wait_text(page, "#decompose-answers", "Verified")
     decompose(page, "a^2 +* 3")
     toast = page.locator(".toast-body").filter(has_text="column 6")
     toast.first.wait_for()
     text = toast.first.inner_text()
     assert "unexpected '*' at column 6" in text  # the parser's message, pointing at the column
+    wait_text(page, "#decompose-status", "Not searched")
+    assert "Verified" not in page.inner_text("#decompose-answers")  # the previous answers are gone
+    assert page.locator("#decompose-beams tbody tr").filter(has_text="finished").count() == 0
     screenshot(page, "error")
     page.locator(".toast-close").first.click()  # later screenshots must not carry this toast
     toast.first.wait_for(state="detached")
     assert page.locator(".toast-body").count() == 0
-    f, _ = server.problems[1]
     decompose(page, ascii_poly(f))  # a valid run on the same page afterwards
     wait_text(page, "#decompose-status", ascii_poly(f))
     assert "✓" in wait_text(page, "#decompose-answers", "Verified")
@@ -129,7 +136,7 @@ def test_cascade_search_marks_where_it_stopped(page, server):
     and the savings against the widest stage alone, and the beam tree marks the stop."""
     page.locator("#decompose-decoder label", has_text="cascade").click()
     page.locator("#decompose-cascade").wait_for(state="visible")
-    page.locator("#decompose-stop input[type=checkbox]").check()
+    page.locator("#decompose-stop-verified input[type=checkbox]").check()
     f, _ = server.problems[0]
     decompose(page, ascii_poly(f))
     status = wait_text(page, "#decompose-status", "Stopped at step")

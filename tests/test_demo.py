@@ -1,6 +1,7 @@
 """The web app's figure builders, formatting and handlers as plain functions (no server, tiny model)."""
 import copy
 import json
+import os
 import time
 from dataclasses import replace
 
@@ -156,8 +157,9 @@ def test_decompose_runs_a_cascade_and_compares_it_with_its_widest_stage(lab):
     outs = list(decompose_tab.decompose(lab, "a^4 + 2a^2 + 7", **panel(decoder="cascade", cascade="greedy > beam 2 > "
                                                                                           "beam 3", max_new=4.0)))
     *_, result, state = outs[-1]
-    streamed = [o[1] for o in outs[2:-1]]
+    streamed = [o[1].removeprefix(f"{jobs.RUNNING} ") for o in outs[2:-1] if "Step" in o[1]]
     assert streamed[0].startswith("greedy: Step") and streamed[-1].startswith("beam 3: Step")
+    assert "elapsed" in streamed[0] and any("the full search" in o[1] for o in outs)  # both parts show progress
     search = result["search"]
     assert [s["stage"] for s in search["per_stage"]] == ["greedy", "beam 2", "beam 3"]
     assert search["stage"] == "beam 3" and search["full_search"] == "beam 3" and search["full_steps"] == 4
@@ -413,7 +415,7 @@ def test_decode_work_is_capped(lab):
 def test_compare_reports_identical_outputs_for_equivalent_configs(lab):
     rows = [["V3", "beam", 3, "", "", "", 5], ["fastest", "beam", 3, "", "", "", 5],
             ["custom", "greedy", "", "concat", "", "math", 5]]
-    verdict, latency, phases, table, raw = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
+    verdict, latency, phases, table, raw, progress = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
                                                                      rows, 2, profiled=False))
     assert "Outputs differ" in verdict  # greedy returns one answer, beam three
     assert table[0][5] == "1.00x" and len(raw["stats"]) == 3
@@ -426,8 +428,9 @@ def test_compare_reports_identical_outputs_for_equivalent_configs(lab):
 
 def test_compare_runs_a_seed_batch_case(lab):
     rows = [["V1", "greedy", "", "", "", "", 3], ["V3", "greedy", "", "", "", "", 3]]
-    verdict, *_, raw = final(compare_tab.compare(lab, "batch_3_mixed", "", rows, 1, profiled=False))
+    verdict, *_, raw, progress = final(compare_tab.compare(lab, "batch_3_mixed", "", rows, 1, profiled=False))
     assert "Outputs identical" in verdict and "3 polynomials" in verdict
+    assert progress.startswith(jobs.DONE) and "Comparing" in progress
 
 
 @pytest.mark.parametrize("rows,message", [
@@ -460,7 +463,9 @@ def test_compare_reads_the_api_dataframe_payload(lab):
 
 def test_profile_records_a_run_and_lists_it(lab):
     traces = profile_tab.Traces()
-    out = profile_tab.record(lab, traces, "a^4 + 2a^2 + 7", "unit", **panel())
+    updates = list(profile_tab.record(lab, traces, "a^4 + 2a^2 + 7", "unit", **panel()))
+    assert updates[0][-1].startswith(jobs.RUNNING) and updates[-1][-1].startswith(jobs.DONE)  # the progress line
+    out = updates[-1]
     summary_md, trace_view, rows = out[0], out[5], out[6]
     assert "unit" in summary_md and "trace" in summary_md
     assert rows and rows[0][0].endswith("unit") and rows[0][5] == rows[0][0] + ".pt.trace.json"
@@ -499,7 +504,10 @@ def test_traces_are_served_from_the_profile_folder_one_file_at_a_time(lab, tmp_p
 
 
 def test_benchmark_smoke_suite_returns_table_rows_and_chart(lab):
-    table, rows, chart, result = final(bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], "1", 0))
+    updates = list(bench_tab.run_bench(lab, "generation", True, bench_tab.MODELS[1], "1", 0))
+    assert updates[0][0] == "" and updates[0][-1].startswith(jobs.RUNNING)  # old result cleared, progress shown
+    table, rows, chart, result, progress = updates[-1]
+    assert progress.startswith(jobs.DONE)
     assert "generation benchmark" in table
     assert len(rows["value"]) == len(result["rows"]) > 0
     assert isinstance(chart, go.Figure) and chart.data
@@ -528,7 +536,7 @@ def test_decompose_with_one_beam_decoders(lab, decoder):
 def test_compare_runs_transformers_generate_beside_ours(lab):
     """The hf row goes through the exported GPT2LMHeadModel; greedy must match ours token for token."""
     rows = [["fastest", "greedy", "", "", "", "", 6], ["hf", "greedy", "", "", "", "", 6]]
-    verdict, latency, phases, table, raw = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
+    verdict, latency, phases, table, raw, progress = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
                                                                      rows, 1))
     assert "Outputs identical" in verdict
     assert raw["configurations"][1]["hf"] and table[1][1].startswith("transformers generate()")
@@ -538,7 +546,7 @@ def test_compare_runs_ctranslate2_beside_ours(lab):
     """The ctranslate2 row decodes with CTranslate2 on the converted export; greedy must match ours token for token."""
     pytest.importorskip("ctranslate2")
     rows = [["fastest", "greedy", "", "", "", "", 6], ["ctranslate2", "greedy", "", "", "", "", 6]]
-    verdict, latency, phases, table, raw = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
+    verdict, latency, phases, table, raw, progress = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
                                                                      rows, 1))
     assert "Outputs identical" in verdict
     assert raw["configurations"][1]["ctranslate2"] and not raw["configurations"][1]["hf"]
@@ -550,7 +558,7 @@ def test_compare_runs_ctranslate2_beside_ours(lab):
 def test_compare_reports_the_measured_agreement_of_a_lower_precision(lab):
     """A bf16 row may change outputs: the verdict states its agreement with the float32 row, measured, not claimed."""
     rows = [["fastest", "greedy", "", "", "", "", 6, ""], ["fastest", "greedy", "", "", "", "", 6, "bf16"]]
-    verdict, latency, phases, table, raw = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
+    verdict, latency, phases, table, raw, progress = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL, "a^4 + 2a^2 + 7",
                                                                      rows, 1))
     assert "Measured agreement with float32" in verdict and "2. fastest (bf16, may change outputs)" in verdict
     assert "best answer identical to 1. fastest on" in verdict and raw["configurations"][1]["precision"] == "bf16"
@@ -603,6 +611,93 @@ def test_a_closed_job_stops_its_worker_and_frees_the_model():
         assert len(ticks) == stopped  # no work after the lock came free
     finally:
         jobs.MODEL_LOCK.release()
+
+
+def test_a_job_shows_a_progress_line_with_the_time_left_and_a_failure_line():
+    """The line a tab shows while a job runs: at once on start, then the latest report with the elapsed time
+    and an estimate from the share done; a failed job's last line says it failed before the error is raised."""
+    def work(check, report):
+        report(0.25, "a quarter")
+        time.sleep(2 * jobs.POLL_S + 0.2)
+        return "ok"
+
+    lines = []
+    gen = jobs.run("Testing", work, status=lambda line: ("x", line))
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            lines.append(next(gen)[1])
+    assert stop.value.value == "ok"
+    assert lines[0].startswith(jobs.RUNNING) and "starting" in lines[0]
+    assert any("a quarter" in line and "25%" in line and "s left" in line for line in lines[1:])
+    assert jobs.running_line("X", (0.5, "half"), 10.0).count("about 10 s left") == 1
+    failing = []
+    gen = jobs.run("Failing", lambda check, report: 1 / 0, status=lambda line: line)
+    with pytest.raises(ZeroDivisionError):
+        while True:
+            failing.append(next(gen))
+    assert failing[-1].startswith(jobs.FAILED) and "Failing" in failing[-1]
+
+
+class Session:
+    """What Gradio passes a handler as its gr.Request: only the session matters to Stop."""
+    session_hash = "session-1"
+
+
+def test_stop_ends_a_job_at_its_next_check_and_says_so():
+    """The Stop button sets the running job's flag (this session, this tab): the worker stops at its next check,
+    frees the model, and the job's last line says it was stopped; a Stop with nothing running does nothing."""
+    ticks = []
+
+    def work(check, report):
+        while True:
+            check()
+            report(0.5, "busy")
+            ticks.append(time.monotonic())
+            time.sleep(0.01)
+
+    gen = jobs.run("Comparing", work, status=lambda line: line, stop_key=jobs.session_key(Session(), "compare"))
+    assert next(gen).startswith(jobs.RUNNING)
+    assert not jobs.press_stop("profile", Session()) and not jobs.press_stop("compare", None)  # other tab, no page
+    assert jobs.press_stop("compare", Session())
+    lines = []
+    with pytest.raises(jobs.Stopped):
+        for line in gen:
+            lines.append(line)
+    assert lines[-1].startswith(jobs.STOPPED) and "busy" in lines[-1]
+    assert jobs.MODEL_LOCK.acquire(timeout=5)
+    try:
+        stopped = len(ticks)
+        time.sleep(0.1)
+        assert len(ticks) == stopped  # the worker is gone
+    finally:
+        jobs.MODEL_LOCK.release()
+    assert not jobs.press_stop("compare", Session())  # nothing runs any more
+
+
+def test_stop_ends_a_decompose_search_between_steps(lab):
+    gen = decompose_tab.decompose(lab, "a^4 + 2a^2 + 7", Session(), **panel(decoder="beam", width=3.0, max_new=6.0))
+    outs = [next(gen) for _ in range(4)]  # cleared, started, two steps
+    assert "Step" in outs[-1][1]
+    assert jobs.press_stop(decompose_tab.TAB, Session())
+    rest = list(gen)
+    assert len(rest) == 1 and rest[0][1].startswith(jobs.STOPPED)  # no answers: the search never finished
+    assert not jobs.press_stop(decompose_tab.TAB, Session())
+
+
+def test_a_stopped_recording_leaves_no_run_folder(lab, tmp_path):
+    """Stop on the Profile tab: the check raises between decode steps and the half-written run is deleted."""
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) > 8:  # past the warm-up decode, inside the recorded one
+            raise jobs.Cancelled("profile")
+
+    out = str(tmp_path / "profiles")
+    with pytest.raises(jobs.Cancelled):
+        engine.profile_run(lab.model(), engine.parse_polynomial("a^4 + 2a^2 + 7"),
+                           engine.DecodeOptions(decoder="beam", width=3, max_new=6), out_dir=out, check=check)
+    assert not os.path.isdir(out) or os.listdir(out) == []
 
 
 def test_a_job_hands_back_its_result_or_its_error():

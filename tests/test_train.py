@@ -141,6 +141,26 @@ def test_resume_with_a_bigger_budget_continues_from_before_the_cool_down(tmp_pat
     assert [(h["from_step"], h["to_step"]) for h in state["history"]] == [(0, 4), (2, 10)]
 
 
+def test_a_bare_resume_trains_with_the_runs_own_recipe_and_exports_a_finished_budget(tmp_path):
+    """Guards against `--resume` alone silently training with the defaults (another mix, lr, batch size) and
+    against a run resumed at the end of its budget leaving no exported model."""
+    run, out = str(tmp_path / "run"), str(tmp_path / "w")
+    main(["--preset", "tiny", "--run-dir", run, "--mix", "3_2:1", "--batch-tokens", "256", "--lr", "3e-4",
+          "--eval-every", "100", "--eval-n", "2", "--warmup", "1", "--max-steps", "3", "--small-share", "0.5"])
+    assert not os.path.exists(out + ".safetensors")
+    main(["--run-dir", run, "--resume", "--out", out])  # nothing left of the budget: export what is there
+    model, meta = load_checkpoint(out)
+    recipe = meta["recipe"]
+    assert (recipe["mix"], recipe["lr"], recipe["batch_tokens"], recipe["small_share"], recipe["max_steps"]) == \
+        ("3_2:1", 3e-4, 256, 0.5, 3)
+    assert meta["steps"] == 3 and meta["finished"]
+    assert [(h["from_step"], h["to_step"]) for h in meta["history"]] == [(0, 3)]  # no empty segment recorded
+    main(["--run-dir", run, "--resume", "--max-steps", "5", "--lr", "1e-4"])  # the command line still wins
+    state = torch.load(os.path.join(run, "state.pt"), weights_only=True)
+    assert state["step"] == 5 and state["args"]["lr"] == 1e-4 and state["args"]["mix"] == "3_2:1"
+    assert state["history"][-1]["mix"] == "3_2:1" and state["history"][-1]["batch_tokens"] == 256
+
+
 def test_prompt_format_is_fixed_by_the_run_and_used_for_training(tmp_path):
     run = str(tmp_path / "run")
     common = ["--preset", "tiny", "--run-dir", run, "--mix", "2_2", "--batch-tokens", "256", "--eval-every", "100",
