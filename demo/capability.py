@@ -9,7 +9,10 @@ EVALUATE = "python -m engine.evaluate --data <files> --json > docs/model/eval_<s
 
 
 def percent(x: float | None) -> str:
-    return "" if x is None else f"{x * 100:.0f}%" if x >= 0.1 or x == 0 else f"{x * 100:.1f}%"
+    """Whole percents, with one decimal below 10% and near 100% (99.6% must not read as 100%)."""
+    if x is None:
+        return ""
+    return f"{x * 100:.0f}%" if x in (0.0, 1.0) or 0.1 <= x < 0.995 else f"{x * 100:.1f}%"
 
 
 def capability_table(cap: engine.Capability) -> str:

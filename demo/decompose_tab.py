@@ -284,9 +284,11 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
         state = gr.State(None, time_to_live=STATE_TTL_S)
         outputs = [warning, status, live, answers, classical, tree, step, latency, result, state]
         # preprocess=False: decompose() checks every value itself, so bad API input gets a clear message.
+        # always_last: a click while the previous search is still finishing (its answers may already show)
+        # runs once that search ends, rather than being dropped.
         run_event = dict(fn=bind(decompose, lab), inputs=[poly], inputs_kwargs=controls.by_name,
                          outputs=outputs, concurrency_id=MODEL_QUEUE, concurrency_limit=1, show_progress_on=[status],
-                         preprocess=False)
+                         preprocess=False, trigger_mode="always_last")
         run.click(api_name="decompose", **run_event)
         poly.submit(api_visibility="private", **run_event)
         jobs.stop_button(stop, TAB)

@@ -168,7 +168,7 @@ def stop_button(stop: gr.Button, tab: str) -> None:
 
 # ---------------------------------------------------------------- the progress line a tab shows
 
-RUNNING, DONE, FAILED, STOPPED = "⏳", "✓", "✗", "■"
+RUNNING, DONE, FAILED, STOPPED = "▶", "✓", "✗", "■"  # glyphs every system font has (no emoji)
 
 
 def bar(fraction: float, width: int = 20) -> str:

@@ -44,7 +44,9 @@ def frozen_weights(dest_dir: str) -> str:
     if not os.path.exists(src + ".safetensors"):
         pytest.fail(f"no shipped weights at {src}.safetensors: the browser tests need the trained model")
     stem = os.path.join(dest_dir, "default")
-    for ext in (".json", ".safetensors"):
+    for ext in (".json", ".safetensors", ".examples.json"):  # the examples the page offers, too
+        if ext == ".examples.json" and not os.path.exists(src + ext):
+            continue
         shutil.copyfile(src + ext, stem + ext)
     return stem
 
