@@ -78,7 +78,7 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
         grid["problems"] = n
     plan = strategies(grid)
     rows, times, acc, steps = [], {}, {}, {}
-    total = len(grid["pairs"]) * len(plan) * len(MODES)
+    total = len(grid["pairs"]) * len(plan) * len(MODES) * runs
     done = 0
     for pair in grid["pairs"]:
         batch = problems(pair, grid["problems"])
@@ -86,16 +86,21 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
         for _ in range(warmup):
             for _, opts in plan:
                 _run(subject, batch[:2], opts, 2)
-        for label, opts in plan:
-            for mode in MODES:
-                report(progress, done / total, f"frontier {key}: {label}, {mode}")
-                done += 1
-                group = grid["batch"] if mode == "batched" else 1
-                ms = []
-                for _ in range(runs):
-                    t, (ok, st) = timed(lambda: _run(subject, batch, opts, group), subject.device)
-                    ms.append(t)
-                times[key, label, mode] = sum(ms) / len(ms) / len(batch)
+        for mode in MODES:
+            group = grid["batch"] if mode == "batched" else 1
+            # The strategies take turns run by run (as in util.interleaved): a slow spell of the machine hits
+            # them alike, so close ones (beam K against beam K stop) are compared fairly.
+            ms: dict[str, list[float]] = {label: [] for label, _ in plan}
+            last = {}
+            for r in range(runs):
+                for label, opts in plan:
+                    report(progress, done / total, f"frontier {key}: {mode}, run {r + 1}/{runs}: {label}")
+                    done += 1
+                    t, last[label] = timed(lambda: _run(subject, batch, opts, group), subject.device)
+                    ms[label].append(t)
+            for label, _ in plan:
+                ok, st = last[label]
+                times[key, label, mode] = sum(ms[label]) / len(ms[label]) / len(batch)
                 acc[key, label, mode], steps[key, label, mode] = sum(ok) / len(ok), st
                 rows.append({"pair": key, "mode": mode, "strategy": label, "problems": len(batch),
                              "verified": sum(ok), "accuracy": round(sum(ok) / len(ok), 4),
@@ -110,6 +115,7 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
     definitions = [
         "accuracy: share of problems with a verified answer (DESIGN.md's check); ms_per_problem: wall time to "
         "decode and to check answers in score order until one verifies, divided by the problems",
+        f"ms_per_problem is the mean of {runs} run(s); the strategies of a pair and mode take turns run by run",
         f"batched: {grid['batch']} problems per call (a cascade passes each call's problems through its stages); "
         "one at a time: one problem per call",
         "stop: stop_on_verified, a problem leaves the batch at its first finished answer that verifies; "

@@ -21,7 +21,7 @@ DEFAULT_OUT = os.path.join("profiles", "bench")
 # runs, warmup per suite (full / smoke), and the smoke sizes that keep CI to seconds
 DEFAULTS = {"generation": ((20, 5), (1, 0)), "beam": ((1, 1), (1, 0)), "hf": ((3, 1), (1, 0)),
             "engines": ((2, 1), (1, 0)),
-            "sweep": ((1, 1), (1, 0)), "frontier": ((1, 1), (1, 0))}
+            "sweep": ((1, 1), (1, 0)), "frontier": ((3, 1), (1, 0))}
 SMOKE_PROBLEMS = {"beam": 3, "hf": 4, "engines": 3}
 
 
