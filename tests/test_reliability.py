@@ -140,7 +140,7 @@ def test_a_cancelled_benchmark_stops_working(server, client):
     wait_for_log(server.app, "generation single_short", PATIENCE)  # it is running
     time.sleep(2)
     job.cancel()
-    stopped_after = wait_for_log(server.app, "benchmark cancelled; stopped", 60)
+    stopped_after = wait_for_log(server.app, "Benchmark generation cancelled; stopped", 60)
     busy = cpu_seconds(server.app.proc.pid)
     time.sleep(5)
     idle_cpu = cpu_seconds(server.app.proc.pid) - busy
@@ -160,7 +160,8 @@ def test_recordings_beyond_the_limit_leave_no_trace_anywhere(server, client):
     urls = []
     for n in range(KEEP + 5):
         out = client.predict("a^4 + 2a^2 + 7", name=f"disk-{n}", width=2, max_new=6, api_name="/profile")
-        download = out[-1].get("value", out[-1])  # the download button's file (inside an update), as served
+        assert out[-1].startswith("✓")  # the progress line: the recording finished
+        download = out[-2].get("value", out[-2])  # the download button's file (inside an update), as served
         urls.append(download["url"])
     traces = [p for folder in (server.profile_dir, server.cache_dir)
               for p in glob.glob(os.path.join(folder, "**", "*.pt.trace.json*"), recursive=True)]
