@@ -5,6 +5,11 @@ does the work in a worker thread and yields while it waits; closing the generato
 the work's `check` raises on between decode steps, so a cancelled job frees the cores within about a
 second instead of running on unseen. Gradio frees the queue slot at once, so the worker also holds
 MODEL_LOCK until it has really stopped: the next job never overlaps a cancelled one finishing its step.
+
+The page's Stop buttons (stop_button) do not cancel the event: they set the running job's flag for that
+browser session and tab (stoppable, press_stop), the work raises at its next check, and the handler ends
+normally with a "stopped" progress line (running_line, done_line, failed_line, stopped_line are the lines a
+tab shows under its button while and after a job runs).
 """
 from __future__ import annotations
 
