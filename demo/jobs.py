@@ -49,11 +49,10 @@ def exclusive(name: str) -> Iterator[None]:
             log.debug("%s done, memory released", name)
 
 
-def run(name: str, work: Callable[[Check, Report], T], progress: Callable[..., Any] | None = None,
-        idle: Any = None, status: Callable[[str], Any] | None = None,
+def run(name: str, work: Callable[[Check, Report], T], idle: Any = None, status: Callable[[str], Any] | None = None,
         stop_key: tuple[str, str] | None = None) -> Generator[Any, None, T]:
     """Run work(check, report) in a worker thread under MODEL_LOCK; yield `idle` while it runs (the
-    handler passes gr.skip()s), forward its reports to `progress`, return its result or raise its error.
+    handler passes gr.skip()s), return its result or raise its error.
     With `status`, yield status(line) instead: the progress line (running_line) of the latest report,
     and a failure line (failed_line) before an error is raised. With `stop_key` (session_key()), the
     page's Stop button (stop_button()) ends the work at its next check: the last line says so and
@@ -91,9 +90,9 @@ def run(name: str, work: Callable[[Check, Report], T], progress: Callable[..., A
             yield status(running_line(name, None, 0.0))  # at once: the page shows the job has started
         try:
             while not done.wait(POLL_S):
-                latest = _forward(reports, progress, latest)
+                latest = _latest(reports, latest)
                 yield idle if status is None else status(running_line(name, latest, time.monotonic() - t0))
-            latest = _forward(reports, progress, latest)
+            latest = _latest(reports, latest)
         finally:
             closed.set()  # on GeneratorExit (cancel, client gone) the worker stops at its next check
     elapsed = time.monotonic() - t0
@@ -108,15 +107,11 @@ def run(name: str, work: Callable[[Check, Report], T], progress: Callable[..., A
     return outcome["value"]
 
 
-def _forward(reports: queue.SimpleQueue, progress: Callable[..., Any] | None,
-             latest: tuple[float, str] | None) -> tuple[float, str] | None:
-    """Only the latest report matters to a progress bar; returns it (or the one before, if none came)."""
-    fresh = None
+def _latest(reports: queue.SimpleQueue, latest: tuple[float, str] | None) -> tuple[float, str] | None:
+    """Only the latest report matters to a progress line: the newest queued one, else the one before."""
     while not reports.empty():
-        fresh = reports.get_nowait()
-    if fresh is not None and progress is not None:
-        progress(fresh[0], desc=fresh[1])
-    return fresh or latest
+        latest = reports.get_nowait()
+    return latest
 
 
 # ---------------------------------------------------------------- Stop buttons
