@@ -589,21 +589,19 @@ def test_app_threads_flag_sets_torch_threads_and_rejects_zero(capsys):
         torch.set_num_threads(before)
 
 
-def test_a_closed_job_stops_its_worker_and_frees_the_model():
-    """Gradio closes a generator handler when its client cancels: the worker must stop at its next check
-    and release the model lock (a cancelled benchmark once kept a core busy for nine more minutes)."""
-    ticks = []
-
+def endless_work(ticks: list):
+    """A job that never ends on its own: it reports "busy" and ticks until a check raises."""
     def work(check, report):
         while True:
             check()
             report(0.5, "busy")
             ticks.append(time.monotonic())
             time.sleep(0.01)
+    return work
 
-    gen = jobs.run("endless", work, idle="waiting")
-    assert next(gen) == "waiting"
-    gen.close()
+
+def assert_worker_gone(ticks: list) -> None:
+    """The stopped worker has released the model and does no more work."""
     assert jobs.MODEL_LOCK.acquire(timeout=5), "the cancelled worker still holds the model"
     try:
         stopped = len(ticks)
@@ -611,6 +609,17 @@ def test_a_closed_job_stops_its_worker_and_frees_the_model():
         assert len(ticks) == stopped  # no work after the lock came free
     finally:
         jobs.MODEL_LOCK.release()
+
+
+def test_a_closed_job_stops_its_worker_and_frees_the_model():
+    """Gradio closes a generator handler when its client cancels: the worker must stop at its next check
+    and release the model lock (a cancelled benchmark once kept a core busy for nine more minutes)."""
+    ticks = []
+    work = endless_work(ticks)
+    gen = jobs.run("endless", work, idle="waiting")
+    assert next(gen) == "waiting"
+    gen.close()
+    assert_worker_gone(ticks)
 
 
 def test_a_job_shows_a_progress_line_with_the_time_left_and_a_failure_line():
@@ -647,14 +656,7 @@ def test_stop_ends_a_job_at_its_next_check_and_says_so():
     """The Stop button sets the running job's flag (this session, this tab): the worker stops at its next check,
     frees the model, and the job's last line says it was stopped; a Stop with nothing running does nothing."""
     ticks = []
-
-    def work(check, report):
-        while True:
-            check()
-            report(0.5, "busy")
-            ticks.append(time.monotonic())
-            time.sleep(0.01)
-
+    work = endless_work(ticks)
     gen = jobs.run("Comparing", work, status=lambda line: line, stop_key=jobs.session_key(Session(), "compare"))
     assert next(gen).startswith(jobs.RUNNING)
     assert not jobs.press_stop("profile", Session()) and not jobs.press_stop("compare", None)  # other tab, no page
@@ -664,13 +666,7 @@ def test_stop_ends_a_job_at_its_next_check_and_says_so():
         for line in gen:
             lines.append(line)
     assert lines[-1].startswith(jobs.STOPPED) and "busy" in lines[-1]
-    assert jobs.MODEL_LOCK.acquire(timeout=5)
-    try:
-        stopped = len(ticks)
-        time.sleep(0.1)
-        assert len(ticks) == stopped  # the worker is gone
-    finally:
-        jobs.MODEL_LOCK.release()
+    assert_worker_gone(ticks)
     assert not jobs.press_stop("compare", Session())  # nothing runs any more
 
 
