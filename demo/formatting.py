@@ -129,4 +129,5 @@ def options_summary(opts: engine.DecodeOptions) -> str:
         head = "greedy"
     if opts.stop_on_verified and opts.decoder != "greedy":
         head += ", stop at the first verified"
-    return f"{head}, cache {opts.cache}, {opts.attention}"
+    tail = ", compiled" if opts.compile != "off" else ""
+    return f"{head}, cache {opts.cache}, {opts.attention}{tail}"

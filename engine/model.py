@@ -80,16 +80,31 @@ class SelfAttention(nn.Module):
             if cache.prefix_k is not None:  # shared-prefix: the prompt is held once per problem
                 y = attend_shared(q, cache.prefix_k[layer], cache.prefix_v[layer], cache.prefix_mask, k, v)
                 return self.proj(y.transpose(1, 2).reshape(B, T, C))
-        if attention == "sdpa":
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1)
-        else:
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, H, T, S)
-            if mask is not None:
-                att = att.masked_fill(~mask, float("-inf"))
-            elif T > 1:
-                att = att.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), float("-inf"))
-            y = F.softmax(att, dim=-1) @ v
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.proj(attend(q, k, v, mask, attention).transpose(1, 2).reshape(B, T, C))
+
+    def step_fixed(self, x, t, mask, k_buf, v_buf, attention: str):
+        """forward() for one token per row against fixed-size buffers k_buf, v_buf (B, H, L, D): this token's
+        key and value are written at position t (a 0-dim tensor) in place, and mask (B, 1, 1, L) hides the
+        padding and the positions not written yet (GPT.decode_step)."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        k_buf.index_copy_(2, t.view(1), k)
+        v_buf.index_copy_(2, t.view(1), v)
+        return self.proj(attend(q, k_buf, v_buf, mask, attention).transpose(1, 2).reshape(B, T, C))
+
+
+def attend(q, k, v, mask, attention: str):
+    """softmax(q k^T / sqrt(D)) v for q (B, H, T, D), k, v (B, H, S, D); mask bool (B, 1, T, S), True where a
+    query may attend a key, or None for causal attention over T = S positions."""
+    T = q.size(2)
+    if attention == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1)
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, H, T, S)
+    if mask is not None:
+        att = att.masked_fill(~mask, float("-inf"))
+    elif T > 1:
+        att = att.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=q.device).tril(), float("-inf"))
+    return F.softmax(att, dim=-1) @ v
 
 
 def attend_shared(q, pk, pv, pmask, gk, gv):
@@ -124,6 +139,10 @@ class Block(nn.Module):
 
     def forward(self, x, layer, mask, cache, attention):
         x = x + self.attn(self.ln1(x), layer, mask, cache, attention)
+        return x + self.mlp(self.ln2(x))
+
+    def step_fixed(self, x, t, mask, k_buf, v_buf, attention):
+        x = x + self.attn.step_fixed(self.ln1(x), t, mask, k_buf, v_buf, attention)
         return x + self.mlp(self.ln2(x))
 
 
@@ -182,3 +201,19 @@ class GPT(nn.Module):
         elif last_only:
             x = x[:, -1:]  # decoding needs only the next-token logits
         return self.head(self.ln_f(x))
+
+    def decode_step(self, tok: torch.Tensor, pos: torch.Tensor, t: torch.Tensor, keys_ok: torch.Tensor,
+                    k_bufs: list[torch.Tensor], v_bufs: list[torch.Tensor], attention: str = "sdpa") -> torch.Tensor:
+        """One new token per row against fixed-size key/value buffers, so that no shape changes from step to
+        step (what torch.compile needs: DecodeOptions.compile). Gives forward(tok[:, None], cache=...)'s logits.
+
+        tok, pos: (R,) token and position ids. t: 0-dim long tensor, the buffer position this token is written
+        at. keys_ok: (R, L) bool, False at padding; positions after t are masked here. k_bufs, v_bufs: per
+        layer (R, H, L, D), written at t in place; unwritten positions must hold finite values (they get
+        weight 0, and 0 * NaN is NaN). Returns logits (R, V)."""
+        L = k_bufs[0].size(2)
+        x = self.tok_emb(tok[:, None]) + self.pos_emb[0, pos[:, None]]  # (R, 1, C)
+        mask = (keys_ok & (torch.arange(L, device=tok.device) <= t))[:, None, None, :]
+        for block, k_buf, v_buf in zip(self.blocks, k_bufs, v_bufs):
+            x = block.step_fixed(x, t, mask, k_buf, v_buf, attention)
+        return self.head(self.ln_f(x[:, 0]))

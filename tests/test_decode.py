@@ -76,6 +76,8 @@ def test_every_option_gives_the_same_beams(model, width):
     combos = [dict(cache=c, beam_cache=b, attention=a) for c, b, a in itertools.product(CACHES, BEAM_CACHES, ATTENTIONS)]
     combos += [dict(cache="concat", one_at_a_time=True), dict(cache="none", one_at_a_time=True),
                dict(cache="static", rebuild_masks=True, grad_mode="no_grad")]
+    combos += [dict(cache="static", beam_cache=b, attention=a, compile="inductor")  # decoding/compiled.py
+               for b, a in itertools.product(("gather", "clone"), ATTENTIONS)]
     for kw in combos:
         h, s, t = outcome(run(model, PROMPTS, width=width, max_new=14, **kw))
         assert h == ref_h, kw
@@ -209,7 +211,11 @@ def test_pick_device():
     (dict(width=0), "width"), (dict(width=65), "width"), (dict(decoder="nucleus"), "decoder"),
     (dict(cache="paged"), "cache"), (dict(beam_cache="copy"), "beam_cache"), (dict(attention="flash"), "attention"),
     (dict(max_new=0), "max_new"), (dict(temperature=0.0), "temperature"), (dict(top_p=0.0), "top_p"),
-    (dict(top_p=1.5), "top_p"), (dict(top_k=-1), "top_k"), (dict(grad_mode="enable"), "grad_mode")])
+    (dict(top_p=1.5), "top_p"), (dict(top_k=-1), "top_k"), (dict(grad_mode="enable"), "grad_mode"),
+    (dict(compile="jit"), "compile"), (dict(compile="inductor", cache="concat"), "static KV cache"),
+    (dict(compile="inductor", cache="static", beam_cache="shared-prefix"), "shared-prefix"),
+    (dict(compile="inductor", cache="static", rebuild_masks=True), "masks built once"),
+    (dict(compile="inductor", cache="static", precision="bf16"), "fp32")])
 def test_bad_options_are_clear_errors(kw, msg):
     with pytest.raises(ValueError, match=msg):
         DecodeOptions(**kw)

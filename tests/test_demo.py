@@ -290,7 +290,7 @@ def test_the_option_panel_is_the_decode_options_and_wired_by_name():
     """Guards against the panel, the DecodeOptions fields and the handlers' parameters drifting apart: every
     user-settable field has a control, and the Decompose and Profile endpoints take exactly the panel's
     names after their own inputs (the values arrive by name, never by position)."""
-    hidden = {"grad_mode", "rebuild_masks", "one_at_a_time", "alternatives", "precision"}  # precision: Compare's
+    hidden = {"grad_mode", "rebuild_masks", "one_at_a_time", "alternatives", "precision", "compile"}  # Compare's
     assert set(PANEL_FIELDS) == set(engine.OPTION_FIELDS) - hidden and PANEL == ("preset", *PANEL_FIELDS)
     import app
     endpoints = app.demo.get_api_info()["named_endpoints"]
@@ -566,6 +566,20 @@ def test_compare_reports_the_measured_agreement_of_a_lower_precision(lab):
         compare_tab.parse_configs([["fastest", "greedy"], ["hf", "greedy", "", "", "", "", 6, "bf16"]])
     with pytest.raises(ValueError, match="precision"):
         compare_tab.parse_configs([["fastest", "greedy"], ["fastest", "greedy", "", "", "", "", 6, "fp8"]])
+
+
+def test_compare_runs_a_compiled_row_with_identical_outputs(lab):
+    """The compile column: a row with compile=inductor (V3: static cache, gather) gives the uncompiled row's
+    answers, and the verdict says so; combinations compile cannot run are clear errors naming the row."""
+    rows = [["V3", "beam", 3, "", "", "", 6, "", ""], ["V3", "beam", 3, "", "", "", 6, "", "inductor"]]
+    verdict, latency, phases, table, raw, progress = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL,
+                                                                     "a^4 + 2a^2 + 7", rows, 1))
+    assert "Outputs identical" in verdict and raw["configurations"][1]["compile"] == "inductor"
+    assert table[1][1].endswith("compiled")
+    with pytest.raises(ValueError, match="row 2: compile=inductor follows beams with gather or clone"):
+        compare_tab.parse_configs([["V3", "greedy"], ["fastest", "beam", 4, "", "", "", 6, "", "inductor"]])
+    with pytest.raises(ValueError, match="compile column applies to our decoder"):
+        compare_tab.parse_configs([["fastest", "greedy"], ["hf", "greedy", "", "static", "", "", 6, "", "inductor"]])
 
 
 def test_app_listens_on_localhost_with_the_shipped_model_by_default():

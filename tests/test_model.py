@@ -59,6 +59,34 @@ def test_cached_logits_equal_the_full_forward(model, strategy, attention):
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("attention", ["math", "sdpa"])
+def test_fixed_shape_step_equals_the_cached_forward(model, attention):
+    """Guards against GPT.decode_step (the compiled step: whole buffers, write position as a tensor, unwritten
+    and padded positions masked) drifting from forward() with a cache, including left padding."""
+    torch.manual_seed(1)
+    x = torch.randint(0, 31, (2, 12))
+    L = 16  # buffer end beyond the last position: those keys must be masked
+    keys_ok = torch.ones(2, L, dtype=torch.bool)
+    keys_ok[1, :3] = False  # row 1: three padding positions on the left
+    pos = (torch.arange(12)[None] - torch.tensor([[0], [3]])).clamp(min=0)
+    square = keys_ok[:, None, None, :9] & torch.ones(9, 9, dtype=torch.bool).tril()[None, None]
+    square |= torch.eye(9, dtype=torch.bool)  # padded queries see themselves (no empty softmax row)
+    with torch.no_grad():
+        cache = make_cache("static", "gather", model.config.n_layer, L)
+        model(x[:, :9], pos=pos[:, :9], mask=square, cache=cache, attention=attention)
+        cache.advance(9)
+        ref_cache = make_cache("static", "gather", model.config.n_layer, L)
+        model(x[:, :9], pos=pos[:, :9], mask=square, cache=ref_cache, attention=attention)
+        ref_cache.advance(9)
+        for t in range(9, 12):
+            ref = model(x[:, t:t + 1], pos=pos[:, t:t + 1], mask=keys_ok[:, None, None, :t + 1], cache=ref_cache,
+                        attention=attention, last_only=True)[:, 0]
+            ref_cache.advance(1)
+            got = model.decode_step(x[:, t], pos[:, t], torch.tensor(t), keys_ok, cache.k, cache.v, attention)
+            torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    assert all(torch.isfinite(b).all() for b in cache.k)
+
+
 def test_math_and_sdpa_agree(model):
     x = torch.randint(0, 31, (2, 20))
     mask = torch.ones(2, 1, 20, 20, dtype=torch.bool).tril()

@@ -18,13 +18,15 @@ from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hy
 
 MODES = (("greedy", 1), ("beam", 10))  # decoder, width
 FASTEST = "ours"
+GATHER, COMPILED = "ours gather", "ours compiled"  # compile runs the gather beam cache: its baseline is GATHER
 HF, CT2 = "transformers", "ctranslate2"
 
 
 def variants() -> dict[str, dict]:
     """Ours: the fastest preset, then each speed toggle (the fields it overrides). precision may change outputs:
     those rows report their agreement with float32 and stay out of outputs_identical."""
-    return {FASTEST: {}, "ours bf16": {"precision": "bf16"}, "ours int8-dynamic": {"precision": "int8-dynamic"}}
+    return {FASTEST: {}, GATHER: {"beam_cache": "gather"}, COMPILED: {"beam_cache": "gather", "compile": "inductor"},
+            "ours bf16": {"precision": "bf16"}, "ours int8-dynamic": {"precision": "int8-dynamic"}}
 
 
 def exact(name: str) -> bool:
@@ -158,6 +160,8 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
                **{f"{over['precision'].replace('-', '_')}_same_best_share":
                   round(min(r["same_best_share"] for r in rows if r["engine"] == name), 3)
                   for name, over in variants().items() if not exact(name)},
+               **{f"compile_speedup_{m.replace(' ', '')}_{tag}": round(ms[m, b, GATHER] / ms[m, b, COMPILED], 2)
+                  for m in ("greedy", "beam 10") for b, tag in ((b1, "b1"), (bn, "b30"))},
                "ctranslate2": ct2_model is not None, **linear_traffic(subject.model)}
     settings = {"problems": n, "pair": "2_2", "batches": list(batches), "runs": runs, "warmup": warmup,
                 "ours": "preset fastest", "transformers": "generate() on the hf export",
@@ -174,6 +178,9 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         "int8-dynamic' (DecodeOptions.precision) may change them: their same_best_share and verified_share ARE "
         "their measured agreement with float32 (the <precision>_same_best_share summary keys: the lowest over "
         "the rows)",
+        "'ours gather' is the fastest preset with beams followed by index_select (gather) instead of a shared "
+        "prompt; 'ours compiled' is the same with compile=inductor (the decode step through torch.compile, "
+        "compiled in the warm-up): compile_speedup_<mode>_b<batch> = gather's time / compiled's time",
         "largest_linear_alone_us: one token through the model's largest linear, repeated (its weight stays in "
         "cache); linear_in_turn_us: the mean over all its linears run in turn as a decode step runs them; "
         "weight_stream_gb_s: the linears' weight bytes over the in-turn time",

@@ -88,9 +88,9 @@ class StaticCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, H, T, D = k.shape
-        if not self.k:
-            self.k = [k.new_empty(B, H, self.max_len, D) for _ in range(self.n_layer)]
-            self.v = [k.new_empty(B, H, self.max_len, D) for _ in range(self.n_layer)]
+        if not self.k:  # zeros, not garbage: the compiled step (GPT.decode_step) reads whole buffers, masked
+            self.k = [k.new_zeros(B, H, self.max_len, D) for _ in range(self.n_layer)]
+            self.v = [k.new_zeros(B, H, self.max_len, D) for _ in range(self.n_layer)]
         end = self.pos + T
         if end > self.max_len:
             raise ValueError(f"static cache holds {self.max_len} positions; asked for {end}")
@@ -104,7 +104,7 @@ class StaticCache:
     def reorder(self, beam_idx: torch.Tensor) -> None:
         n, bufs = beam_idx.numel(), self.k + self.v
         if not self.spare or self.spare[0].size(0) < n:
-            self.spare = [b.new_empty((n,) + b.shape[1:]) for b in bufs]
+            self.spare = [b.new_zeros((n,) + b.shape[1:]) for b in bufs]
         outs = [t[:n] for t in self.spare]  # the first n rows of a contiguous buffer are contiguous
         for src, out in zip(bufs, outs):  # only the positions stored so far, straight into place
             torch.index_select(src[:, :, :self.pos], 0, beam_idx, out=out[:, :, :self.pos])

@@ -19,6 +19,7 @@ BEAM_CACHES = ("clone", "gather", "shared-prefix")
 ATTENTIONS = ("math", "sdpa")
 GRAD_MODES = ("no_grad", "inference")
 PRECISIONS = ("fp32", "bf16", "int8-dynamic")  # decoding/precision.py; only fp32 is checked for identical outputs
+COMPILES = ("off", "inductor")  # decoding/compiled.py: the decode step through torch.compile
 MAX_WIDTH = 64
 MAX_SAMPLES = 64
 MAX_STAGES = 6
@@ -50,10 +51,12 @@ class DecodeOptions:
     one_at_a_time: bool = False    # True: the seed's beam loop, one forward per beam (bench baseline)
     alternatives: int = 0          # top tokens of the distribution each Beam was drawn from, kept in it (0: none)
     precision: str = "fp32"        # fp32 | bf16 | int8-dynamic: the last two MAY CHANGE OUTPUTS (agreement measured)
+    compile: str = "off"           # off | inductor: the decode step compiled (static cache, gather or clone only)
 
     def __post_init__(self):
         for name, choices in (("decoder", DECODERS), ("cache", CACHES), ("beam_cache", BEAM_CACHES),
-                              ("attention", ATTENTIONS), ("grad_mode", GRAD_MODES), ("precision", PRECISIONS)):
+                              ("attention", ATTENTIONS), ("grad_mode", GRAD_MODES), ("precision", PRECISIONS),
+                              ("compile", COMPILES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(choices)}")
         if not 1 <= self.width <= MAX_WIDTH:
@@ -77,6 +80,20 @@ class DecodeOptions:
             raise ValueError(f"alternatives must be between 0 and {MAX_ALTERNATIVES}, got {self.alternatives}")
         if not math.isfinite(self.length_penalty):
             raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
+        if self.compile != "off":
+            self._check_compile()
+
+    def _check_compile(self) -> None:
+        """compile runs one fixed-shape step (GPT.decode_step) on the static cache's buffers."""
+        if self.cache != "static":
+            raise ValueError(f"compile={self.compile} runs on the static KV cache, not cache={self.cache}")
+        if self.beam_cache == "shared-prefix" and self.decoder in ("beam", "cascade"):
+            raise ValueError(f"compile={self.compile} follows beams with gather or clone, not shared-prefix")
+        if self.one_at_a_time or self.rebuild_masks:
+            raise ValueError(f"compile={self.compile} needs the batched loop with masks built once "
+                             f"(one_at_a_time and rebuild_masks off)")
+        if self.precision != "fp32":
+            raise ValueError(f"compile={self.compile} runs in fp32, not precision={self.precision}")
 
     @property
     def beams(self) -> int:

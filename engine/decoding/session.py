@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 
 from .cache import make_cache
+from .compiled import compiled_step
 from .precision import model_at
 from ..device import phase, synchronize
 from ..tokenizer import PAD_ID
@@ -93,6 +94,7 @@ class BatchSession(_Timed):
             self.seq = torch.full((len(prompts), self.total), PAD_ID, dtype=torch.long, device=self.device)
             self.seq[:, :P] = self.idx
         self.tables = None if opts.rebuild_masks else self._build_tables(self.pad)
+        self.compiled = compiled_step(model) if opts.compile != "off" else None  # options checked the rest
 
     def _build_tables(self, pad: torch.Tensor) -> dict[str, torch.Tensor]:
         """Masks and positions for every step, built once and sliced per step (V3 and fastest)."""
@@ -143,6 +145,12 @@ class BatchSession(_Timed):
             if self.recompute:
                 self.seq[:, S - 1] = tok
                 logits = self._recompute(S)
+            elif self.compiled is not None:  # whole static buffers, position S - 1 as a tensor: shapes stay put
+                t = S - 1
+                logits = self.compiled(tok, self.tables["pos"][:, t], torch.tensor(t, device=self.device),
+                                       self.tables["keys"][:, 0, 0], self.cache.k, self.cache.v,
+                                       self.opts.attention)[:, None]
+                self.cache.advance(1)
             else:
                 logits = self.model(tok[:, None], pos=self._positions(S - 1, S), mask=self._key_mask(S),
                                     cache=self.cache, attention=self.opts.attention, last_only=True)
