@@ -72,9 +72,14 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)  # query, key, value stacked in that order
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
 
+    def heads(self, x):
+        """(B, T, C) -> query, key, value, each (B, H, T, D)."""
+        B, T, C = x.shape
+        return self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+
     def forward(self, x, layer: int, mask, cache, attention: str):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (B, H, T, D)
+        q, k, v = self.heads(x)  # (B, H, T, D)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, S, D): everything cached so far plus this step
             if cache.prefix_k is not None:  # shared-prefix: the prompt is held once per problem
@@ -87,7 +92,7 @@ class SelfAttention(nn.Module):
         key and value are written at position t (a 0-dim tensor) in place, and mask (B, 1, 1, L) hides the
         padding and the positions not written yet (GPT.decode_step)."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        q, k, v = self.heads(x)
         k_buf.index_copy_(2, t.view(1), k)
         v_buf.index_copy_(2, t.view(1), v)
         return self.proj(attend(q, k_buf, v_buf, mask, attention).transpose(1, 2).reshape(B, T, C))

@@ -72,12 +72,10 @@ def test_fixed_shape_step_equals_the_cached_forward(model, attention):
     square = keys_ok[:, None, None, :9] & torch.ones(9, 9, dtype=torch.bool).tril()[None, None]
     square |= torch.eye(9, dtype=torch.bool)  # padded queries see themselves (no empty softmax row)
     with torch.no_grad():
-        cache = make_cache("static", "gather", model.config.n_layer, L)
-        model(x[:, :9], pos=pos[:, :9], mask=square, cache=cache, attention=attention)
-        cache.advance(9)
-        ref_cache = make_cache("static", "gather", model.config.n_layer, L)
-        model(x[:, :9], pos=pos[:, :9], mask=square, cache=ref_cache, attention=attention)
-        ref_cache.advance(9)
+        cache, ref_cache = (make_cache("static", "gather", model.config.n_layer, L) for _ in range(2))
+        for c in (cache, ref_cache):  # the same prefill into both
+            model(x[:, :9], pos=pos[:, :9], mask=square, cache=c, attention=attention)
+            c.advance(9)
         for t in range(9, 12):
             ref = model(x[:, t:t + 1], pos=pos[:, t:t + 1], mask=keys_ok[:, None, None, :t + 1], cache=ref_cache,
                         attention=attention, last_only=True)[:, 0]
