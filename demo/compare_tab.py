@@ -19,7 +19,8 @@ from .lab import LabConfig, Limits, MODEL_QUEUE, bind, ct2_model, example_proble
 
 HF = "hf"  # the preset column value that runs transformers generate() on the exported weights
 CT2 = "ctranslate2"  # the preset column value that runs CTranslate2 on the same export, converted
-COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new", "precision", "compile"]
+COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new", "precision", "compile",
+           "linear"]
 POLYNOMIAL = "the polynomial above"
 ACTION = "Comparing"
 TAB = "compare"
@@ -36,9 +37,8 @@ def ct2_available() -> bool:
 
 
 def default_configs() -> list[list]:
-    rows = [["V1", "beam", 10, "", "", "", 40, "", ""], ["V3", "beam", 10, "", "", "", 40, "", ""],
-            ["fastest", "beam", 10, "", "", "", 40, "", ""]]
-    return rows + ([[HF, "beam", 10, "", "", "", 40, "", ""]] if hf_available() else [])
+    rows = [["V1", "beam", 10], ["V3", "beam", 10], ["fastest", "beam", 10]] + ([[HF, "beam", 10]] if hf_available() else [])
+    return [row + ["", "", "", 40] + [""] * (len(COLUMNS) - 7) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ def parse_configs(rows: list[list], limits: Limits = Limits(), problems: int = 1
             raise ValueError(f"at most {limits.max_configs} configurations per comparison on this server")
         name = cells["preset"] or engine.CUSTOM
         try:
-            changes = {k: cells[k] for k in ("decoder", "cache", "beam_cache", "attention", "precision", "compile")
+            changes = {k: cells[k] for k in ("decoder", "cache", "beam_cache", "attention", "precision", "compile",
+                                                 "linear")
                        if cells[k]}
             changes.update({k: whole(cells[k], k, 1, most) for k, most in (("width", engine.MAX_WIDTH),
                                                                             ("max_new", MAX_NEW)) if cells[k]})
@@ -93,8 +94,9 @@ def parse_configs(rows: list[list], limits: Limits = Limits(), problems: int = 1
             raise ValueError(f"configuration row {n}: CTranslate2 is not installed here (pip install ctranslate2)")
         if name in (HF, CT2) and not opts.exact:
             raise ValueError(f"configuration row {n}: the precision column applies to our decoder, not {name}")
-        if name in (HF, CT2) and opts.compile != "off":
-            raise ValueError(f"configuration row {n}: the compile column applies to our decoder, not {name}")
+        for column in ("compile", "linear"):
+            if name in (HF, CT2) and cells[column]:
+                raise ValueError(f"configuration row {n}: the {column} column applies to our decoder, not {name}")
         if name in (HF, CT2) and opts.decoder not in ("greedy", "beam"):
             raise ValueError(f"configuration row {n}: {name} runs greedy or beam, not {opts.decoder}")
         search = f"beam {opts.beams}" if opts.decoder == "beam" else "greedy"
@@ -253,7 +255,8 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                     "transformers `generate()` on the same weights, `ctranslate2` = CTranslate2 on them, converted; "
                     "`precision` bf16 or int8-dynamic may change outputs: their agreement with float32 is reported; "
                     "`compile` inductor runs the decode step through torch.compile with the static cache and gather "
-                    "or clone beams: the first run compiles, which takes seconds) "
+                    "or clone beams: the first run compiles, which takes seconds; `linear` aten runs F.linear, "
+                    "packed (fastest's) the same weights transposed and oneDNN-packed for the CPU, same outputs) "
                     "and compare latency, phases and outputs. "
                     f"A blank cell keeps the preset's value. At most {lab.limits.max_configs} configurations, "
                     f"{lab.limits.max_runs} timed runs each; **Stop** ends a comparison within a second or two.")

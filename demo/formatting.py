@@ -129,5 +129,5 @@ def options_summary(opts: engine.DecodeOptions) -> str:
         head = "greedy"
     if opts.stop_on_verified and opts.decoder != "greedy":
         head += ", stop at the first verified"
-    tail = ", compiled" if opts.compile != "off" else ""
+    tail = (", compiled" if opts.compile != "off" else "") + (", packed linears" if opts.linear == "packed" else "")
     return f"{head}, cache {opts.cache}, {opts.attention}{tail}"

@@ -11,11 +11,12 @@ import os
 import torch
 
 from .checkpoint import DEFAULT_CHECKPOINT
-from .decoding import ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, PRECISIONS, DecodeOptions, options
+from .decoding import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, LINEARS, PRECISIONS, DecodeOptions,
+                       options)
 from .device import pick_device, set_threads
 
 OPTION_FLAGS = ("decoder", "width", "samples", "stop_on_verified", "cascade", "cache", "beam_cache", "attention",
-                "max_new", "length_penalty", "temperature", "top_k", "top_p", "seed", "precision")
+                "max_new", "length_penalty", "temperature", "top_k", "top_p", "seed", "precision", "linear")
 
 
 def add_runtime_args(ap: argparse.ArgumentParser, *, checkpoint: bool = True, random_weights: str | None = None,
@@ -62,6 +63,8 @@ def add_decode_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, help="sampling seed")
     ap.add_argument("--precision", choices=PRECISIONS,
                     help="fp32 (default) | bf16 | int8-dynamic: the last two may change outputs")
+    ap.add_argument("--linear", choices=LINEARS,
+                    help="aten: F.linear | packed: weights transposed / oneDNN-packed for the CPU (fastest's; exact)")
 
 
 def options_from_args(args: argparse.Namespace) -> DecodeOptions:

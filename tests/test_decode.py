@@ -78,6 +78,9 @@ def test_every_option_gives_the_same_beams(model, width):
                dict(cache="static", rebuild_masks=True, grad_mode="no_grad")]
     combos += [dict(cache="static", beam_cache=b, attention=a, compile="inductor")  # decoding/compiled.py
                for b, a in itertools.product(("gather", "clone"), ATTENTIONS)]
+    combos += [dict(cache=c, beam_cache=b, linear="packed")  # decoding/precision.py: transposed / oneDNN weights
+               for c, b in itertools.product(("concat", "static"), BEAM_CACHES)]
+    combos += [dict(cache="none", linear="packed"), dict(cache="concat", one_at_a_time=True, linear="packed")]
     for kw in combos:
         h, s, t = outcome(run(model, PROMPTS, width=width, max_new=14, **kw))
         assert h == ref_h, kw
@@ -215,7 +218,8 @@ def test_pick_device():
     (dict(compile="jit"), "compile"), (dict(compile="inductor", cache="concat"), "static KV cache"),
     (dict(compile="inductor", cache="static", beam_cache="shared-prefix"), "shared-prefix"),
     (dict(compile="inductor", cache="static", rebuild_masks=True), "masks built once"),
-    (dict(compile="inductor", cache="static", precision="bf16"), "fp32")])
+    (dict(compile="inductor", cache="static", precision="bf16"), "fp32"),
+    (dict(compile="inductor", cache="static", linear="packed"), "linear=aten"), (dict(linear="mkl"), "linear")])
 def test_bad_options_are_clear_errors(kw, msg):
     with pytest.raises(ValueError, match=msg):
         DecodeOptions(**kw)

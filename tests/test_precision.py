@@ -1,9 +1,11 @@
 """DecodeOptions.precision: bf16 and int8-dynamic decode on a converted copy of the model (never the model itself),
-may change outputs (so they are flagged, not in the equivalence matrix), and fp32 is the model untouched."""
+may change outputs (so they are flagged, not in the equivalence matrix), and fp32 is the model untouched.
+DecodeOptions.linear "packed": a copy whose linears hold CPU-prepared weights, exact (also in test_decode's matrix)."""
 import pytest
 import torch
 
 from engine.decoding import DecodeOptions, decode, model_at, preset, run_to_completion
+from engine.decoding.precision import PackedLinear, packs
 from engine.model import GPT, PRESETS
 
 PROMPTS = [[16, 22, 23, 9], [18, 16, 3, 4, 5, 6, 7, 16, 25, 9], [16, 1, 9]]
@@ -59,3 +61,38 @@ def test_inexact_precisions_decode_at_their_precision(model, precision, decoder,
     low_scores = [h.score for g in low.hypotheses for h in g]
     assert ref_scores != low_scores
     assert all(s < 0 for s in low_scores)
+
+
+@pytest.mark.skipif(not packs(GPT(PRESETS["tiny"])), reason="needs a torch with oneDNN on the CPU")
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (3, 1), (4, 5)])
+def test_packed_linear_computes_the_linear(bias, shape):
+    """Both of its paths (one row: the transposed weight; more rows: oneDNN's packed one) against F.linear."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(48, 80, bias=bias)
+    x = torch.randn(*shape, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(PackedLinear(lin)(x), lin(x), atol=1e-5, rtol=1e-5)
+    assert PackedLinear(lin)(x).shape == (*shape, 80)
+
+
+@pytest.mark.skipif(not packs(GPT(PRESETS["tiny"])), reason="needs a torch with oneDNN on the CPU")
+def test_packed_is_a_copy_remade_after_a_weight_change(model):
+    """Guards against a stale packed copy (the trainer decodes its validation with weights that keep moving) and
+    against packing the model itself."""
+    packed = model_at(model, "fp32", "packed")
+    assert packed is not model and model_at(model, "fp32", "packed") is packed
+    assert not any(type(m) is torch.nn.Linear for m in packed.modules())
+    assert any(type(m) is torch.nn.Linear for m in model.modules())
+    opts = preset("fastest", decoder="greedy", max_new=6)
+    before = run_to_completion(decode(model, PROMPTS, DecodeOptions(**{**opts.__dict__, "linear": "packed"})))
+    with torch.no_grad():
+        model.head.weight.mul_(3.0)
+    assert model_at(model, "fp32", "packed") is not packed
+    after = run_to_completion(decode(model, PROMPTS, DecodeOptions(**{**opts.__dict__, "linear": "packed"})))
+    plain = run_to_completion(decode(model, PROMPTS, opts))
+    assert [h.score for g in after.hypotheses for h in g] != [h.score for g in before.hypotheses for h in g]
+    assert [h.score for g in after.hypotheses for h in g] == pytest.approx([h.score for g in plain.hypotheses
+                                                                           for h in g], abs=1e-4)
+    bf16 = model_at(model, "bf16", "packed")
+    assert bf16 is not model_at(model, "bf16") and next(bf16.parameters()).dtype == torch.bfloat16

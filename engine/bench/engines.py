@@ -18,6 +18,7 @@ from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hy
 
 MODES = (("greedy", 1), ("beam", 10))  # decoder, width
 FASTEST = "ours"
+ATEN = "ours aten"  # fastest with F.linear instead of its packed linears: the baseline of linear=packed
 GATHER, COMPILED = "ours gather", "ours compiled"  # compile runs the gather beam cache: its baseline is GATHER
 HF, CT2 = "transformers", "ctranslate2"
 
@@ -25,7 +26,8 @@ HF, CT2 = "transformers", "ctranslate2"
 def variants() -> dict[str, dict]:
     """Ours: the fastest preset, then each speed toggle (the fields it overrides). precision may change outputs:
     those rows report their agreement with float32 and stay out of outputs_identical."""
-    return {FASTEST: {}, GATHER: {"beam_cache": "gather"}, COMPILED: {"beam_cache": "gather", "compile": "inductor"},
+    return {FASTEST: {}, ATEN: {"linear": "aten"}, GATHER: {"beam_cache": "gather", "linear": "aten"},
+            COMPILED: {"beam_cache": "gather", "compile": "inductor", "linear": "aten"},
             "ours bf16": {"precision": "bf16"}, "ours int8-dynamic": {"precision": "int8-dynamic"}}
 
 
@@ -160,7 +162,8 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
                **{f"{over['precision'].replace('-', '_')}_same_best_share":
                   round(min(r["same_best_share"] for r in rows if r["engine"] == name), 3)
                   for name, over in variants().items() if not exact(name)},
-               **{f"compile_speedup_{m.replace(' ', '')}_{tag}": round(ms[m, b, GATHER] / ms[m, b, COMPILED], 2)
+               **{f"{what}_speedup_{m.replace(' ', '')}_{tag}": round(ms[m, b, base] / ms[m, b, toggled], 2)
+                  for what, base, toggled in (("packed", ATEN, FASTEST), ("compile", GATHER, COMPILED))
                   for m in ("greedy", "beam 10") for b, tag in ((b1, "b1"), (bn, "b30"))},
                "ctranslate2": ct2_model is not None, **linear_traffic(subject.model)}
     settings = {"problems": n, "pair": "2_2", "batches": list(batches), "runs": runs, "warmup": warmup,
@@ -178,9 +181,13 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         "int8-dynamic' (DecodeOptions.precision) may change them: their same_best_share and verified_share ARE "
         "their measured agreement with float32 (the <precision>_same_best_share summary keys: the lowest over "
         "the rows)",
-        "'ours gather' is the fastest preset with beams followed by index_select (gather) instead of a shared "
-        "prompt; 'ours compiled' is the same with compile=inductor (the decode step through torch.compile, "
-        "compiled in the warm-up): compile_speedup_<mode>_b<batch> = gather's time / compiled's time",
+        "'ours' is the fastest preset, whose linears run on weights prepared for the CPU (linear=packed: "
+        "transposed for one row, oneDNN-packed for more); 'ours aten' is the same with F.linear: "
+        "packed_speedup_<mode>_b<batch> = aten's time / ours' time",
+        "'ours gather' is the fastest preset with F.linear and beams followed by index_select (gather) instead of "
+        "a shared prompt; 'ours compiled' is the same with compile=inductor (the decode step through "
+        "torch.compile, compiled in the warm-up): compile_speedup_<mode>_b<batch> = gather's time / compiled's "
+        "time",
         "largest_linear_alone_us: one token through the model's largest linear, repeated (its weight stays in "
         "cache); linear_in_turn_us: the mean over all its linears run in turn as a decode step runs them; "
         "weight_stream_gb_s: the linears' weight bytes over the in-turn time",

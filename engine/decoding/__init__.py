@@ -12,6 +12,6 @@ from .events import STOP_REASONS, Accept, Beam, Decoded, Hypothesis, Step
 from .ct2 import ct2_decode
 from .hf import hf_decode
 from .options import (ATTENTIONS, BEAM_CACHES, CACHES, CUSTOM, DECODE_PRESETS, DECODERS, DEFAULT_CASCADE, MAX_SAMPLES,
-                      MAX_SEED, MAX_WIDTH, OPTION_FIELDS, PRECISIONS, DecodeOptions, options, parse_stages, preset)
+                      MAX_SEED, MAX_WIDTH, LINEARS, OPTION_FIELDS, PRECISIONS, DecodeOptions, options, parse_stages, preset)
 from .precision import model_at
 from .session import left_pad

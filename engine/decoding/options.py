@@ -5,6 +5,7 @@ plus overrides (used by every command line, tab and tool).
     options("V1", decoder="beam", width=5, seed=None)   # None means "not given": the preset's value stays
     options("custom", cache="concat")             # "custom" starts from the DecodeOptions defaults
     options(decoder="beam", stop_on_verified=True)  # stop a problem at its first accepted answer
+    options("fastest", linear="aten")             # fastest with F.linear instead of its packed weights
     options(decoder="cascade", cascade="greedy > beam 10 > beam 64")
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ ATTENTIONS = ("math", "sdpa")
 GRAD_MODES = ("no_grad", "inference")
 PRECISIONS = ("fp32", "bf16", "int8-dynamic")  # decoding/precision.py; only fp32 is checked for identical outputs
 COMPILES = ("off", "inductor")  # decoding/compiled.py: the decode step through torch.compile
+LINEARS = ("aten", "packed")  # decoding/precision.py: F.linear, or weights prepared for the CPU's kernels
 MAX_WIDTH = 64
 MAX_SAMPLES = 64
 MAX_STAGES = 6
@@ -52,11 +54,12 @@ class DecodeOptions:
     alternatives: int = 0          # top tokens of the distribution each Beam was drawn from, kept in it (0: none)
     precision: str = "fp32"        # fp32 | bf16 | int8-dynamic: the last two MAY CHANGE OUTPUTS (agreement measured)
     compile: str = "off"           # off | inductor: the decode step compiled (static cache, gather or clone only)
+    linear: str = "aten"           # aten | packed: linear weights transposed / oneDNN-packed for the CPU (exact)
 
     def __post_init__(self):
         for name, choices in (("decoder", DECODERS), ("cache", CACHES), ("beam_cache", BEAM_CACHES),
                               ("attention", ATTENTIONS), ("grad_mode", GRAD_MODES), ("precision", PRECISIONS),
-                              ("compile", COMPILES)):
+                              ("compile", COMPILES), ("linear", LINEARS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(choices)}")
         if not 1 <= self.width <= MAX_WIDTH:
@@ -94,6 +97,9 @@ class DecodeOptions:
                              f"(one_at_a_time and rebuild_masks off)")
         if self.precision != "fp32":
             raise ValueError(f"compile={self.compile} runs in fp32, not precision={self.precision}")
+        if self.linear != "aten":
+            raise ValueError(f"compile={self.compile} picks its own kernels for the model's linears: set linear=aten, "
+                             f"not {self.linear}")
 
     @property
     def beams(self) -> int:
@@ -151,7 +157,8 @@ DECODE_PRESETS: dict[str, DecodeOptions] = {
     "V2": DecodeOptions(cache="concat", beam_cache="clone", attention="math", grad_mode="no_grad",
                         rebuild_masks=True),
     "V3": DecodeOptions(cache="static", beam_cache="gather", attention="sdpa", grad_mode="inference"),
-    "fastest": DecodeOptions(cache="static", beam_cache="shared-prefix", attention="sdpa", grad_mode="inference"),
+    "fastest": DecodeOptions(cache="static", beam_cache="shared-prefix", attention="sdpa", grad_mode="inference",
+                             linear="packed"),
 }
 
 
@@ -167,7 +174,8 @@ def options(preset_name: str = "fastest", /, **overrides) -> DecodeOptions:
     """The preset (the DecodeOptions defaults for "custom") with every override that is not None applied.
 
     Only beam search keeps several beams and only sampling draws several samples: the width is 1 unless
-    the decoder is beam, the samples 1 unless it is sample, whatever was asked. Unknown presets, unknown
+    the decoder is beam, the samples 1 unless it is sample, whatever was asked. A compiled step picks its own
+    kernels: compile="inductor" sets linear="aten" unless linear is given too. Unknown presets, unknown
     fields and bad values raise ValueError."""
     if preset_name != CUSTOM and preset_name not in DECODE_PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose from {', '.join([CUSTOM, *DECODE_PRESETS])}")
@@ -181,4 +189,6 @@ def options(preset_name: str = "fastest", /, **overrides) -> DecodeOptions:
         given["width"] = 1
     if decoder != "sample":
         given["samples"] = 1
+    if given.get("compile", "off") != "off":
+        given.setdefault("linear", "aten")
     return replace(base, **given)

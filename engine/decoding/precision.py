@@ -1,5 +1,14 @@
-"""The model at a decode precision: float32 (the model itself), bfloat16 (a bf16 copy) or int8-dynamic (a copy
-whose Linear layers hold int8 weights and quantize their input per call, torch.ao's dynamic quantization).
+"""The model as a decode runs it: at a precision, float32 (the model itself), bfloat16 (a bf16 copy) or int8-dynamic
+(a copy whose Linear layers hold int8 weights and quantize their input per call, torch.ao's dynamic quantization),
+and with its linears' weights as trained (linear "aten": F.linear) or prepared for the CPU (linear "packed").
+
+"packed" (PackedLinear): each weight is kept twice, transposed to (in, out) for one row at a time (MKL's
+matrix-vector product then reads it in order: batch-1 greedy) and in oneDNN's blocked layout for more rows (beams,
+batches, the prefill), where oneDNN's packed GEMM beats MKL's on small row counts (python -m engine.bench
+engines measures the gain). The products are summed in another order, so logits may differ in the last bits:
+"packed" is in the equivalence tests like every exact option (same tokens, scores within 1e-4). On a GPU, or a
+torch without oneDNN, the copy is the model itself. int8-dynamic's linears are quantized modules: "packed" leaves
+them as they are.
 
 Only float32 gives the outputs every other option is checked against; bf16 and int8-dynamic may change them,
 so the bench and the Compare tab report their measured agreement with float32 instead of claiming identity.
@@ -15,7 +24,7 @@ import weakref
 import torch
 import torch.nn as nn
 
-from .options import PRECISIONS
+from .options import LINEARS, PRECISIONS
 
 _copies: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
@@ -36,14 +45,57 @@ def _convert(model: nn.Module, precision: str) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(twin.float(), {nn.Linear}, dtype=torch.qint8).eval()
 
 
-def model_at(model: nn.Module, precision: str) -> nn.Module:
-    """`model` itself for fp32, else its copy at `precision` (made on first use, remade after a weight change)."""
+class PackedLinear(nn.Module):
+    """nn.Linear's forward with the weight prepared for the CPU: transposed for a single row, oneDNN-packed for
+    more. Holds copies, not the trained parameters (it is made for decoding, under no_grad)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        w = linear.weight.detach()
+        self.out_features = linear.out_features
+        self.wt = w.t().contiguous()  # (in, out)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
+        self.bias = None if linear.bias is None else linear.bias.detach().clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() != x.size(-1):  # several rows: oneDNN's packed GEMM
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        row = x.reshape(1, -1)
+        y = row @ self.wt if self.bias is None else torch.addmm(self.bias, row, self.wt)
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+def packs(model: nn.Module) -> bool:
+    """Whether linear "packed" changes anything for this model: on the CPU with oneDNN, float weights."""
+    p = next(model.parameters())
+    return p.device.type == "cpu" and p.is_floating_point() and torch.backends.mkldnn.is_available()
+
+
+def _pack(model: nn.Module) -> nn.Module:
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in list(twin.modules()):
+            for name, child in module.named_children():
+                if type(child) is nn.Linear:
+                    setattr(module, name, PackedLinear(child))
+    return twin.eval()
+
+
+def model_at(model: nn.Module, precision: str, linear: str = "aten") -> nn.Module:
+    """`model` itself for fp32 with linear "aten", else its copy at `precision` with its linears packed or not
+    (made on first use, remade after a weight change)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if precision == "fp32":
+    if linear not in LINEARS:
+        raise ValueError(f"unknown linear {linear!r}; choose from {', '.join(LINEARS)}")
+    if linear == "packed" and not packs(model):
+        linear = "aten"
+    if precision == "fp32" and linear == "aten":
         return model
     held = _copies.setdefault(model, {})
     sig = _signature(model)
-    if precision not in held or held[precision][0] != sig:
-        held[precision] = (sig, _convert(model, precision))
-    return held[precision][1]
+    key = (precision, linear)
+    if key not in held or held[key][0] != sig:
+        twin = model if precision == "fp32" else _convert(model, precision)
+        held[key] = (sig, _pack(twin) if linear == "packed" else twin)
+    return held[key][1]

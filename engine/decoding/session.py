@@ -39,9 +39,9 @@ def left_pad(prompts: Sequence[Sequence[int]], device: torch.device | str = "cpu
 
 def open_session(model, prompts: Sequence[Sequence[int]], opts) -> "BatchSession | SerialSession":
     """The session a decoder runs on: the seed's one-beam-at-a-time loop when opts.one_at_a_time, else batched;
-    on the model at opts.precision (decoding/precision.py)."""
+    on the model at opts.precision with opts.linear's kernels (decoding/precision.py)."""
     cls = SerialSession if opts.one_at_a_time else BatchSession
-    return cls(model_at(model, opts.precision), [list(map(int, p)) for p in prompts], opts)
+    return cls(model_at(model, opts.precision, opts.linear), [list(map(int, p)) for p in prompts], opts)
 
 # Elements (4 MB of float32) per temporary of one no-cache forward. Small on purpose: glibc hands freed
 # blocks of this size back to later steps, while bigger ones (which grow with S every step) pile up in its
