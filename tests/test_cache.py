@@ -119,3 +119,17 @@ def test_shared_prefix_keeps_the_prompt_once():
             cache.update(layer, *kv(1, b=8 * B))
         cache.advance(1)
     assert shared.nbytes < full.nbytes / 3  # (3 x 10 + 24 x 2) vs 24 x 12 positions
+
+
+def test_static_buffers_are_zeros_only_when_asked():
+    """The compiled step reads whole buffers (masked), so make_cache(zeroed=True) starts them and the reorder
+    spares as zeros; otherwise the unwritten positions are left as they are (never read)."""
+    k = torch.ones(2, 1, 1, 4)
+    cache = make_cache("static", "gather", 1, 5, zeroed=True)
+    cache.update(0, k, k)
+    cache.advance(1)
+    cache.reorder(torch.tensor([1, 0]))
+    assert torch.equal(cache.k[0][:, :, 1:], torch.zeros(2, 1, 4, 4)) and torch.equal(cache.k[0][:, :, :1], k)
+    inner = make_cache("static", "shared-prefix", 1, 5, zeroed=True).inner
+    assert isinstance(inner, StaticCache) and inner.zeroed
+    assert not make_cache("static", "gather", 1, 5).zeroed

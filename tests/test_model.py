@@ -72,7 +72,7 @@ def test_fixed_shape_step_equals_the_cached_forward(model, attention):
     square = keys_ok[:, None, None, :9] & torch.ones(9, 9, dtype=torch.bool).tril()[None, None]
     square |= torch.eye(9, dtype=torch.bool)  # padded queries see themselves (no empty softmax row)
     with torch.no_grad():
-        cache, ref_cache = (make_cache("static", "gather", model.config.n_layer, L) for _ in range(2))
+        cache, ref_cache = (make_cache("static", "gather", model.config.n_layer, L, zeroed=True) for _ in range(2))
         for c in (cache, ref_cache):  # the same prefill into both
             model(x[:, :9], pos=pos[:, :9], mask=square, cache=c, attention=attention)
             c.advance(9)

@@ -72,13 +72,18 @@ class StaticCache:
     The slice [:, :, :S] of a (B, H, max_len, D) buffer keeps B and H mergeable, so attention's
     matmuls read it without a copy. A reorder writes the positions stored so far into a second set
     of buffers with index_select(out=...) and swaps the two sets; dropping rows uses the first n rows.
+    Positions not written yet are never read, so the buffers are left uninitialised, unless `zeroed`: the
+    compiled step (GPT.decode_step) reads whole buffers, masked, and needs finite values everywhere.
     """
 
     prefix_k = None
 
-    def __init__(self, n_layer: int, max_len: int):
-        self.n_layer, self.max_len = n_layer, max_len
+    def __init__(self, n_layer: int, max_len: int, zeroed: bool = False):
+        self.n_layer, self.max_len, self.zeroed = n_layer, max_len, zeroed
         self.reset()
+
+    def _buffer(self, like: torch.Tensor, shape) -> torch.Tensor:
+        return like.new_zeros(shape) if self.zeroed else like.new_empty(shape)
 
     def reset(self) -> None:
         self.k: list[torch.Tensor] = []
@@ -88,9 +93,9 @@ class StaticCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, H, T, D = k.shape
-        if not self.k:  # zeros, not garbage: the compiled step (GPT.decode_step) reads whole buffers, masked
-            self.k = [k.new_zeros(B, H, self.max_len, D) for _ in range(self.n_layer)]
-            self.v = [k.new_zeros(B, H, self.max_len, D) for _ in range(self.n_layer)]
+        if not self.k:
+            self.k = [self._buffer(k, (B, H, self.max_len, D)) for _ in range(self.n_layer)]
+            self.v = [self._buffer(k, (B, H, self.max_len, D)) for _ in range(self.n_layer)]
         end = self.pos + T
         if end > self.max_len:
             raise ValueError(f"static cache holds {self.max_len} positions; asked for {end}")
@@ -104,7 +109,7 @@ class StaticCache:
     def reorder(self, beam_idx: torch.Tensor) -> None:
         n, bufs = beam_idx.numel(), self.k + self.v
         if not self.spare or self.spare[0].size(0) < n:
-            self.spare = [b.new_zeros((n,) + b.shape[1:]) for b in bufs]
+            self.spare = [self._buffer(b, (n,) + b.shape[1:]) for b in bufs]
         outs = [t[:n] for t in self.spare]  # the first n rows of a contiguous buffer are contiguous
         for src, out in zip(bufs, outs):  # only the positions stored so far, straight into place
             torch.index_select(src[:, :, :self.pos], 0, beam_idx, out=out[:, :, :self.pos])
@@ -204,11 +209,11 @@ BEAM_CACHE_HANDLING = ("clone", "gather", "shared-prefix")
 
 
 def make_cache(strategy: str, beam_cache: str, n_layer: int, max_len: int,
-               prefix_mask: torch.Tensor | None = None, max_new: int | None = None):
+               prefix_mask: torch.Tensor | None = None, max_new: int | None = None, zeroed: bool = False):
     """A fresh cache for one request, or None for strategy "none" (recompute every step).
 
     max_len: the most positions a row holds; max_new: the most generated ones (the shared-prefix
-    inner cache holds only those).
+    inner cache holds only those); zeroed: static buffers start as zeros (the compiled step needs them).
     """
     if strategy not in CACHE_STRATEGIES:
         raise ValueError(f"unknown cache {strategy!r}; choose from {tuple(CACHE_STRATEGIES)}")
@@ -217,6 +222,7 @@ def make_cache(strategy: str, beam_cache: str, n_layer: int, max_len: int,
     cls = CACHE_STRATEGIES[strategy]
     if cls is None:
         return None
+    kw = {"zeroed": zeroed} if cls is StaticCache else {}
     if beam_cache == "shared-prefix":
-        return SharedPrefixCache(cls(n_layer, max_new or max_len), prefix_mask)
-    return cls(n_layer, max_len)
+        return SharedPrefixCache(cls(n_layer, max_new or max_len, **kw), prefix_mask)
+    return cls(n_layer, max_len, **kw)

@@ -88,7 +88,8 @@ class BatchSession(_Timed):
         arange = torch.arange(self.total, device=self.device)
         valid = arange[None, :] >= self.pad[:, None]  # (rows, total): real keys
         self.cache = make_cache(opts.cache, beam_cache, model.config.n_layer, self.total,
-                                prefix_mask=valid[:, None, None, :P] if self.padded else None, max_new=opts.max_new)
+                                prefix_mask=valid[:, None, None, :P] if self.padded else None, max_new=opts.max_new,
+                                zeroed=opts.compile != "off")
         self.seq = None
         if self.recompute:
             self.seq = torch.full((len(prompts), self.total), PAD_ID, dtype=torch.long, device=self.device)
