@@ -59,3 +59,10 @@ def test_unknown_option_value_is_refused(capsys):
         main([F_TEXT, "--cache", "paged"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_linear_flag_reaches_the_options(untrained, capsys):
+    """--linear picks the kernels (fastest's packed, or F.linear); the JSON records which ran."""
+    for flag, expected in (([], "packed"), (["--linear", "aten"], "aten")):
+        assert main([F_TEXT, "--checkpoint", untrained, "--decoder", "greedy", "--max-new", "4", "--json", *flag]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["options"]["linear"] == expected
