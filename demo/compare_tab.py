@@ -37,8 +37,8 @@ def ct2_available() -> bool:
 
 
 def default_configs() -> list[list]:
-    rows = [["V1", "beam", 10], ["V3", "beam", 10], ["fastest", "beam", 10]] + ([[HF, "beam", 10]] if hf_available() else [])
-    return [row + ["", "", "", 40] + [""] * (len(COLUMNS) - 7) for row in rows]
+    presets = ["V1", "V3", "fastest"] + ([HF] if hf_available() else [])
+    return [[name, "beam", 10, "", "", "", 40] + [""] * (len(COLUMNS) - 7) for name in presets]
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,7 @@ def parse_configs(rows: list[list], limits: Limits = Limits(), problems: int = 1
         name = cells["preset"] or engine.CUSTOM
         try:
             changes = {k: cells[k] for k in ("decoder", "cache", "beam_cache", "attention", "precision", "compile",
-                                                 "linear")
-                       if cells[k]}
+                                             "linear") if cells[k]}
             changes.update({k: whole(cells[k], k, 1, most) for k, most in (("width", engine.MAX_WIDTH),
                                                                             ("max_new", MAX_NEW)) if cells[k]})
             opts = engine.options(engine.CUSTOM if name in (HF, CT2) else name, **changes)

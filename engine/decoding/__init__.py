@@ -11,7 +11,8 @@ from .decode import check_prompts, decode, run_to_completion
 from .events import STOP_REASONS, Accept, Beam, Decoded, Hypothesis, Step
 from .ct2 import ct2_decode
 from .hf import hf_decode
-from .options import (ATTENTIONS, BEAM_CACHES, CACHES, CUSTOM, DECODE_PRESETS, DECODERS, DEFAULT_CASCADE, MAX_SAMPLES,
-                      MAX_SEED, MAX_WIDTH, LINEARS, OPTION_FIELDS, PRECISIONS, DecodeOptions, options, parse_stages, preset)
+from .options import (ATTENTIONS, BEAM_CACHES, CACHES, CUSTOM, DECODE_PRESETS, DECODERS, DEFAULT_CASCADE, LINEARS,
+                      MAX_SAMPLES, MAX_SEED, MAX_WIDTH, OPTION_FIELDS, PRECISIONS, DecodeOptions, options, parse_stages,
+                      preset)
 from .precision import model_at
 from .session import left_pad
