@@ -1,6 +1,8 @@
 """DecodeOptions.precision: bf16 and int8-dynamic decode on a converted copy of the model (never the model itself),
 may change outputs (so they are flagged, not in the equivalence matrix), and fp32 is the model untouched.
 DecodeOptions.linear "packed": a copy whose linears hold CPU-prepared weights, exact (also in test_decode's matrix)."""
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -84,12 +86,12 @@ def test_packed_is_a_copy_remade_after_a_weight_change(model):
     assert packed is not model and model_at(model, "fp32", "packed") is packed
     assert not any(type(m) is torch.nn.Linear for m in packed.modules())
     assert any(type(m) is torch.nn.Linear for m in model.modules())
-    opts = preset("fastest", decoder="greedy", max_new=6)
-    before = run_to_completion(decode(model, PROMPTS, DecodeOptions(**{**opts.__dict__, "linear": "packed"})))
+    opts = preset("fastest", decoder="greedy", max_new=6, linear="aten")
+    before = run_to_completion(decode(model, PROMPTS, replace(opts, linear="packed")))
     with torch.no_grad():
         model.head.weight.mul_(3.0)
     assert model_at(model, "fp32", "packed") is not packed
-    after = run_to_completion(decode(model, PROMPTS, DecodeOptions(**{**opts.__dict__, "linear": "packed"})))
+    after = run_to_completion(decode(model, PROMPTS, replace(opts, linear="packed")))
     plain = run_to_completion(decode(model, PROMPTS, opts))
     assert [h.score for g in after.hypotheses for h in g] != [h.score for g in before.hypotheses for h in g]
     assert [h.score for g in after.hypotheses for h in g] == pytest.approx([h.score for g in plain.hypotheses

@@ -71,8 +71,8 @@ def packs(model: nn.Module) -> bool:
     return p.device.type == "cpu" and p.is_floating_point() and torch.backends.mkldnn.is_available()
 
 
-def _pack(model: nn.Module) -> nn.Module:
-    twin = copy.deepcopy(model)
+def _pack(twin: nn.Module) -> nn.Module:
+    """`twin` (a copy, changed in place) with every nn.Linear replaced by a PackedLinear."""
     with torch.no_grad():
         for module in list(twin.modules()):
             for name, child in module.named_children():
@@ -96,6 +96,6 @@ def model_at(model: nn.Module, precision: str, linear: str = "aten") -> nn.Modul
     sig = _signature(model)
     key = (precision, linear)
     if key not in held or held[key][0] != sig:
-        twin = model if precision == "fp32" else _convert(model, precision)
+        twin = copy.deepcopy(model) if precision == "fp32" else _convert(model, precision)  # never the model
         held[key] = (sig, _pack(twin) if linear == "packed" else twin)
     return held[key][1]
