@@ -268,7 +268,7 @@ def model_block(stem: str) -> str:
         params = sum(_numel(st.get_slice(k).get_shape()) for k in st.keys())
     lines = [f"`{os.path.relpath(stem, ROOT)}.safetensors` ({size:.0f} MB): {cfg['n_layer']} layers, {cfg['n_head']} "
              f"heads, {cfg['n_embd']} wide, block {cfg['block_size']}, prompt format `{cfg['prompt_format']}`, "
-             f"{params:,} stored values; {meta['steps']:,} steps in {meta['train_minutes']} training minutes. "
+             f"{cfg.get('answer_order', 'ascending')} answers, {params:,} stored values; {meta['steps']:,} steps in {meta['train_minutes']} training minutes. "
              "The run, invocation by invocation (from the JSON's `meta.history`):", "",
              "| steps | training minutes | lr | small-coefficient share | degree-pair mix |", "|---|---|---|---|---|"]
     for h in meta.get("history", []):

@@ -17,7 +17,7 @@ from .poly import (Poly, PolynomialError, Verdict, canonical_inner, classical_de
                    describe_decomposition, from_prefix, parse_polynomial, variable_name, to_latex, to_prefix, to_unicode, verify)
 from .model import GPT, PRESETS, GPTConfig
 from .data import ALL_PAIRS, DatasetError, Problem, generate, out_of_domain, read_dataset
-from .prompt import PROMPT_FORMATS, prompt_ids
+from .prompt import ANSWER_ORDERS, PROMPT_FORMATS, answer_ids, prompt_ids
 from .decoding import (ATTENTIONS, BEAM_CACHES, CACHE_STRATEGIES, CACHES, CUSTOM, DECODE_PRESETS, DECODERS,
                        DEFAULT_CASCADE, MAX_SAMPLES, MAX_SEED, MAX_WIDTH, OPTION_FIELDS, PRECISIONS, STOP_REASONS,
                        Accept, Answer, Beam, DecodeOptions, Decoded, Hypothesis, Step, best_answer, check_answer,

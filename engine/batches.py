@@ -14,19 +14,21 @@ import torch
 
 from .data import COEFF_RANGE, Problem, parse_pair, random_problem, read_dataset
 from .distributed import Dist
-from .prompt import prompt_ids
-from .tokenizer import PAD_ID, SEP_ID, encode
+from .prompt import answer_ids, prompt_ids
+from .tokenizer import PAD_ID
 
 SMALL_RANGE = 5  # "small" problems, as people type them: P and Q coefficients in [-5, 5]
 
-def problem_ids(p: Problem, prompt_format: str = "seed") -> tuple[list[int], list[int]]:
+def problem_ids(p: Problem, prompt_format: str = "seed",
+                answer_order: str = "ascending") -> tuple[list[int], list[int]]:
     """(prompt ids ending with ⁇, answer ids ending with ⁇); the answer is always seed tokens."""
-    return prompt_ids(p.f, prompt_format), encode(p.answer) + [SEP_ID]
+    return prompt_ids(p.f, prompt_format), answer_ids(p.q, answer_order)
 
 
-def make_batch(problems: list[Problem], prompt_format: str = "seed") -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(problems: list[Problem], prompt_format: str = "seed",
+               answer_order: str = "ascending") -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded (x, y); y is -1 everywhere except where the next token is an answer token."""
-    seqs = [problem_ids(p, prompt_format) for p in problems]
+    seqs = [problem_ids(p, prompt_format, answer_order) for p in problems]
     T = max(len(a) + len(b) for a, b in seqs) - 1
     x = torch.full((len(seqs), T), PAD_ID, dtype=torch.long)
     y = torch.full((len(seqs), T), -1, dtype=torch.long)

@@ -337,7 +337,8 @@ def export_hf(model: GPT):
                         n_head=c.n_head, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0, layer_norm_epsilon=1e-5, tie_word_embeddings=False,
                         bos_token_id=SEP_ID, eos_token_id=SEP_ID, pad_token_id=PAD_ID,
-                        prompt_format=c.prompt_format)  # kept in config.json: prompts must be built the same way
+                        prompt_format=c.prompt_format,  # kept in config.json: prompts must be built the same way
+                        answer_order=c.answer_order)
     hf = GPT2LMHeadModel(hf_cfg)
     src = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     dst = {"transformer.wte.weight": src["tok_emb.weight"], "transformer.wpe.weight": src["pos_emb"][0],

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .tokenizer import PROMPT_FORMATS, vocab_for
+from .tokenizer import ANSWER_ORDERS, PROMPT_FORMATS, vocab_for
 
 ATTENTION_BACKENDS = ("math", "sdpa")
 
@@ -22,10 +22,13 @@ class GPTConfig:
     block_size: int = 300  # longest prompt + answer the positions cover
     vocab_size: int = 0  # 0: the size of the prompt format's vocabulary
     prompt_format: str = "seed"  # how f is written in the prompt (engine/prompt.py); answers are always seed tokens
+    answer_order: str = "ascending"  # the order of Q's terms in the answer: "ascending" (the seed's) or "descending"
 
     def __post_init__(self):
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"unknown prompt_format {self.prompt_format!r}; choose from {PROMPT_FORMATS}")
+        if self.answer_order not in ANSWER_ORDERS:
+            raise ValueError(f"unknown answer_order {self.answer_order!r}; choose from {ANSWER_ORDERS}")
         if self.vocab_size == 0:
             object.__setattr__(self, "vocab_size", len(vocab_for(self.prompt_format)))
         if self.vocab_size < len(vocab_for(self.prompt_format)):

@@ -10,14 +10,18 @@ prefix tokens, so answers, verification and the beam view do not depend on the f
   base-1000 digits, w the fewest that hold the largest coefficient: -> `D4 W1 P [004] P [012] P [009] P [000]
   N [001]`. Fixed offsets: each digit's place value is known from its position.
 
-Each prompt ends with the separator ⁇; the model answers after it.
+Each prompt ends with the separator ⁇; the model answers after it. The answer is Q in seed prefix tokens with
+its terms in the model's `answer_order` (`answer_ids`): ascending degree as the seed writes it, or descending,
+the top coefficient first, which is the order the coefficients of Q follow from those of f. Both orders parse
+back to the same Q, so verification and the beam view do not depend on it.
 """
 from __future__ import annotations
 
 from .poly.core import Poly, PolynomialError, degree, from_prefix_tokens, normalize, to_prefix_tokens
-from .tokenizer import E1_MAX_DEGREE, E1_MAX_WIDTH, PROMPT_FORMATS, SEP_ID, encode, vocab_for
+from .tokenizer import ANSWER_ORDERS, E1_MAX_DEGREE, E1_MAX_WIDTH, PROMPT_FORMATS, SEP_ID, encode, vocab_for
 
-__all__ = ["PROMPT_FORMATS", "parse_prompt", "prompt_ids", "prompt_length", "prompt_tokens"]
+__all__ = ["ANSWER_ORDERS", "PROMPT_FORMATS", "answer_ids", "answer_tokens", "parse_prompt", "prompt_ids",
+           "prompt_length", "prompt_tokens"]
 
 
 def _sign(c: int) -> str:
@@ -71,6 +75,18 @@ def prompt_ids(f: Poly, prompt_format: str = "seed") -> list[int]:
 
 def prompt_length(f: Poly, prompt_format: str = "seed") -> int:
     return len(prompt_tokens(f, prompt_format)) + 1
+
+
+def answer_tokens(q: Poly, answer_order: str = "ascending") -> list[str]:
+    """Q as the answer tokens a model with this answer order writes (seed prefix tokens, no separator)."""
+    if answer_order not in ANSWER_ORDERS:
+        raise ValueError(f"unknown answer order {answer_order!r}; choose from {ANSWER_ORDERS}")
+    return to_prefix_tokens(q, descending=answer_order == "descending")
+
+
+def answer_ids(q: Poly, answer_order: str = "ascending") -> list[int]:
+    """The training target for Q: its answer tokens, then the END separator ⁇ (ids)."""
+    return encode(answer_tokens(q, answer_order)) + [SEP_ID]
 
 
 def parse_prompt(tokens: list[str], prompt_format: str = "seed") -> Poly:

@@ -25,6 +25,7 @@ E1_TOKENS: tuple[str, ...] = (tuple(f"D{d}" for d in range(E1_MAX_DEGREE + 1))
                               + tuple(f"[{k:03d}]" for k in range(1000)))
 
 PROMPT_FORMATS: tuple[str, ...] = ("seed", "e0", "e1")
+ANSWER_ORDERS = ("ascending", "descending")  # Q's terms in the answer: the seed's order, or top degree first
 _VOCABS: dict[str, tuple[str, ...]] = {"seed": VOCAB, "e0": VOCAB, "e1": VOCAB + E1_TOKENS}
 FULL_VOCAB: tuple[str, ...] = _VOCABS["e1"]  # every token any format uses; a format's vocabulary is a prefix
 STOI: dict[str, int] = {tok: i for i, tok in enumerate(FULL_VOCAB)}

@@ -43,7 +43,7 @@ from .data import ALL_PAIRS
 from .device import machine_info
 from .distributed import Dist, all_gather_objects, broadcast_object, gather_rows
 from .model import GPT, PRESETS
-from .prompt import PROMPT_FORMATS
+from .prompt import ANSWER_ORDERS, PROMPT_FORMATS
 from .schedule import StepClock, adapt_mix, format_mix, in_cooldown, lr_at, progress
 from .validation import validate
 
@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
     ap.add_argument("--prompt-format", default=None, choices=PROMPT_FORMATS,
                     help="how f is written in the prompt (default: the preset's); fixed once a run has started")
+    ap.add_argument("--answer-order", default=None, choices=ANSWER_ORDERS,
+                    help="the order of Q's terms in the answers (default: the preset's or --init's); a new run or "
+                         "--init may set it, a --resume keeps the run's")
     ap.add_argument("--run-dir", default="runs/default", help="resume state, log.csv, val.csv")
     ap.add_argument("--out", default=None, help="export the model here at every validation and at the end")
     start = ap.add_mutually_exclusive_group()
@@ -159,10 +162,15 @@ def build_model(args, st: dict | None) -> GPT:
         cfg = PRESETS[args.preset]
         if args.prompt_format and args.prompt_format != cfg.prompt_format:
             cfg = replace(cfg, prompt_format=args.prompt_format, vocab_size=0)
+        if args.answer_order:
+            cfg = replace(cfg, answer_order=args.answer_order)
         return GPT(cfg)
     cfg = config_from_dict(st["config"])
     if args.prompt_format and args.prompt_format != cfg.prompt_format:
         raise SystemExit(f"error: this run reads prompts as {cfg.prompt_format!r}; --prompt-format cannot change it")
+    if args.answer_order and args.answer_order != cfg.answer_order:
+        raise SystemExit(f"error: this run writes answers in {cfg.answer_order!r} order; --answer-order cannot "
+                         f"change it on a resume (start from its weights with --init instead)")
     model = GPT(cfg)
     load_state(model, st["model"], source="resume state")
     return model
@@ -202,6 +210,9 @@ def start_run(args, device: torch.device) -> Start:
             model, meta = load_checkpoint(args.init, "cpu")
         except CheckpointError as e:
             raise SystemExit(f"error: {e}") from None
+        if args.answer_order and args.answer_order != model.config.answer_order:
+            log.info(f"answers change from {model.config.answer_order} to {args.answer_order} order")
+            model.config = replace(model.config, answer_order=args.answer_order)
         model.to(device)
         step = int(meta.get("steps", 0))
         start = Start(model, optimizer(model, args), step, 60.0 * float(meta.get("train_minutes", 0.0)),
@@ -235,7 +246,7 @@ def segment(args, start: Start) -> dict:
             "max_steps": args.max_steps, "lr": args.lr, "cooldown": args.cooldown, "batch_tokens": args.batch_tokens,
             "small_share": args.small_share, "threads": torch.get_num_threads(), "device": args.device,
             "init": args.init, "resumed_from": start.resumed_from, "prompt_format": start.model.config.prompt_format,
-            "world_size": args.world_size, "grad_accum": args.grad_accum}
+            "answer_order": start.model.config.answer_order, "world_size": args.world_size, "grad_accum": args.grad_accum}
 
 
 def history_until(history: tuple[dict, ...], seg: dict, step: int, elapsed: float, mix=None) -> list[dict]:
@@ -288,7 +299,8 @@ def run(args, d: Dist, device: torch.device) -> GPT:
         raise SystemExit(f"error: {e}") from None
     if start.streams is not None and len(start.streams) != args.grad_accum:
         log.info(f"the state holds {len(start.streams)} problem streams, this run uses {args.grad_accum}")
-    log.info(f"model: {start.model.num_params():,} parameters, prompt format {fmt}; mix {format_mix(streams.mix)}")
+    log.info(f"model: {start.model.num_params():,} parameters, prompt format {fmt}, "
+             f"{start.model.config.answer_order} answers; mix {format_mix(streams.mix)}")
     if d.enabled:
         log.info(f"{d.world_size} processes, {args.grad_accum} micro-batches per step "
                  f"({args.grad_accum // d.world_size} per process)")
@@ -302,7 +314,8 @@ def train_step(args, start: Start, net, streams: Streams, device, autocast,
     """One optimizer step on this process's next micro-batches; returns (summed loss, inputs of each). Each
     loss is divided by the local count and DDP averages over processes, so the gradient is the mean over the
     global batch whatever the number of processes; gradients are exchanged once, on the last micro-batch."""
-    micro = [tuple(t.to(device) for t in make_batch(b, start.model.config.prompt_format)) for b in streams.next()]
+    micro = [tuple(t.to(device) for t in make_batch(b, start.model.config.prompt_format,
+                                                       start.model.config.answer_order)) for b in streams.next()]
     for g in start.opt.param_groups:
         g["lr"] = lr
     start.opt.zero_grad(set_to_none=True)

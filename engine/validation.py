@@ -46,7 +46,7 @@ def answer_loss_sum(model: GPT, problems: list[Problem]) -> tuple[float, int]:
     if not problems:
         return 0.0, 0
     device = next(model.parameters()).device
-    x, y = (t.to(device) for t in make_batch(problems, model.config.prompt_format))
+    x, y = (t.to(device) for t in make_batch(problems, model.config.prompt_format, model.config.answer_order))
     select = y != -1
     loss = F.cross_entropy(model(x, select=select).float(), y[select], reduction="sum")
     return loss.item(), int(select.sum())

@@ -19,7 +19,7 @@ from engine.decoding import preset
 from engine.model import GPT, PRESETS, GPTConfig
 from engine.poly import PolynomialError
 from engine.profiler import profile_run
-from engine.prompt import PROMPT_FORMATS, parse_prompt, prompt_ids, prompt_tokens
+from engine.prompt import PROMPT_FORMATS, answer_ids, answer_tokens, parse_prompt, prompt_ids, prompt_tokens
 from engine.tokenizer import SEP_ID, decode, vocab_for
 from engine.train import make_batch
 
@@ -49,6 +49,23 @@ def test_compact_formats_are_shorter_than_the_seed_format():
     fs = [random_problem(rng, i, j).f for i, j in ALL_PAIRS for _ in range(30)]
     mean = {fmt: sum(len(prompt_ids(f, fmt)) for f in fs) / len(fs) for fmt in PROMPT_FORMATS}
     assert mean["e1"] < mean["e0"] < 0.7 * mean["seed"]
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending"])
+def test_both_answer_orders_parse_back_to_q(order):
+    rng = random.Random(5)
+    for _ in range(500):
+        q = random_problem(rng, 2, rng.choice([2, 3, 4]), canonical=True).q
+        tokens = answer_tokens(q, order)
+        assert engine.from_prefix(" ".join(tokens)) == q
+        assert answer_ids(q, order) == engine.encode(tokens) + [SEP_ID]
+    q = (0, 4, 0, -1)  # -a^3 + 4a: a zero term is left out in either order
+    assert answer_tokens(q, "descending") == "+ * N 1 ^ a P 3 * P 4 a".split()
+    assert answer_tokens(q, "ascending") == "+ * P 4 a * N 1 ^ a P 3".split()
+    with pytest.raises(ValueError, match="answer order"):
+        answer_tokens(q, "sideways")
+    with pytest.raises(ValueError, match="answer_order"):
+        GPTConfig(answer_order="sideways")
 
 
 def test_unrepresentable_input_is_a_clear_error():

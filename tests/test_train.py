@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from engine.checkpoint import load_checkpoint
-from engine.data import random_problem
+from engine.data import Problem, random_problem
 from engine.schedule import TARGETS, StepClock, adapt_mix, lr_at, progress
 from engine.batches import make_batch, problem_ids
 from engine.train import main, parse_args
-from engine.tokenizer import SEP_ID
+from engine.tokenizer import SEP_ID, decode
 import random
 
 
@@ -172,6 +172,31 @@ def test_prompt_format_is_fixed_by_the_run_and_used_for_training(tmp_path):
     assert torch.load(os.path.join(run, "state.pt"), weights_only=True)["config"]["prompt_format"] == "e1"
     with pytest.raises(SystemExit):
         main(common + ["--max-steps", "4", "--resume", "--prompt-format", "seed"])
+
+
+def test_answer_order_is_set_by_a_new_run_or_init_and_kept_by_resume(tmp_path):
+    """--answer-order: a descending run trains on top-degree-first answers; --init may switch the order of
+    exported weights, a --resume may not; the model's JSON and the history say which order it writes."""
+    run, first, second = str(tmp_path / "run"), str(tmp_path / "w1"), str(tmp_path / "w2")
+    common = ["--preset", "tiny", "--mix", "2_3", "--batch-tokens", "256", "--eval-every", "100", "--eval-n", "2",
+              "--warmup", "1"]
+    main(common + ["--run-dir", run, "--max-steps", "2", "--out", first])
+    assert load_checkpoint(first)[0].config.answer_order == "ascending"
+    main(common + ["--run-dir", str(tmp_path / "r2"), "--max-steps", "4", "--init", first,
+                   "--answer-order", "descending", "--out", second])
+    model, meta = load_checkpoint(second)
+    assert model.config.answer_order == "descending"
+    assert [h.get("answer_order") for h in meta["history"]] == ["ascending", "descending"]
+    with pytest.raises(SystemExit, match="answer"):
+        main(common + ["--run-dir", run, "--max-steps", "3", "--resume", "--answer-order", "descending"])
+
+    q = (0, -3, 2, 5)  # 5a^3 + 2a^2 - 3a
+    p = Problem(f=(1, 0, 0, 0, 0, 0, 25), q=q)
+    _, down = make_batch([p], "seed", "descending")
+    _, up = make_batch([p], "seed", "ascending")
+    targets = lambda y: decode([t for t in y[0].tolist() if t != -1][:-1])
+    assert targets(down) == "+ * P 5 ^ a P 3 + * P 2 ^ a P 2 * N 3 a".split()
+    assert targets(up) == "+ * N 3 a + * P 2 ^ a P 2 * P 5 ^ a P 3".split()
 
 
 def test_step_clock_leaves_out_a_pause():

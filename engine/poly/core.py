@@ -92,8 +92,9 @@ def _number_tokens(n: int) -> list[str]:
     return ["P" if n >= 0 else "N", *str(abs(n))]
 
 
-def to_prefix_tokens(p: Poly, var: str = "a") -> list[str]:
-    """Seed format: ascending terms, coefficient always written, sums right-nested."""
+def to_prefix_tokens(p: Poly, var: str = "a", descending: bool = False) -> list[str]:
+    """Seed format: ascending terms (or, with `descending`, the top degree first), coefficient always written,
+    sums right-nested. Either order parses back to the same polynomial."""
     terms = []
     for k, c in enumerate(p):
         if c == 0:
@@ -106,6 +107,8 @@ def to_prefix_tokens(p: Poly, var: str = "a") -> list[str]:
             terms.append(["*", *_number_tokens(c), "^", var, *_number_tokens(k)])
     if not terms:
         return ["P", "0"]
+    if descending:
+        terms.reverse()
     out: list[str] = []
     for t in terms[:-1]:
         out += ["+", *t]
