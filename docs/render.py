@@ -77,28 +77,30 @@ def svg_chart(arms: dict, pair: str, key: str, title: str) -> str:
     return "\n".join(out + ["</svg>"]) + "\n"
 
 
-def ab_block(path: str) -> str:
+def ab_block(path: str, stem: str = "prompt_ab", pairs: tuple[str, ...] = ("2_2", "2_3")) -> str:
+    """An A/B's validation curves: an SVG chart per pair and measure (answer loss, greedy verified) against
+    training minutes, and the table they are drawn from."""
     with open(path) as fh:
         data = json.load(fh)
     arms = data["arms"]
     charts = []
-    for pair in ("2_2", "2_3"):
+    for pair in pairs:
         for key, label in (("loss", "answer loss"), ("accuracy", "greedy verified")):
-            name = f"prompt_ab_{pair}_{key}.svg"
+            name = f"{stem}_{pair}_{key}.svg"
             with open(os.path.join(MODEL_DIR, name), "w") as fh:
                 fh.write(svg_chart(arms, pair, key, f"({pair.replace('_', ',')}): {label}"))
             charts.append(f"![{pair} {label}](docs/model/{name})")
-    lines = [" ".join(charts), "", "| arm | step | minutes | (2,2) loss | (2,2) greedy | (2,3) loss | (2,3) greedy |",
-             "|---|---|---|---|---|---|---|"]
+    heads = [f"({p.replace('_', ',')}) {m}" for p in pairs for m in ("loss", "greedy")]
+    lines = [" ".join(charts), "", "| arm | step | minutes | " + " | ".join(heads) + " |",
+             "|" + "---|" * (3 + len(heads))]
     for name, arm in arms.items():
         by_step: dict[int, dict] = {}
         for r in arm["validation"]:
             by_step.setdefault(r["step"], {})[r["pair"]] = r
         for step, rows in sorted(by_step.items()):
-            if "2_2" in rows and "2_3" in rows:
-                a, b = rows["2_2"], rows["2_3"]
-                lines.append(f"| {name} | {step} | {a['minutes']:.1f} | {a['loss']:.3f} | {a['accuracy']:.0%} | "
-                             f"{b['loss']:.3f} | {b['accuracy']:.0%} |")
+            if all(p in rows for p in pairs):
+                cells = [f"{rows[p]['loss']:.3f} | {rows[p]['accuracy']:.0%}" for p in pairs]
+                lines.append(f"| {name} | {step} | {rows[pairs[0]]['minutes']:.1f} | " + " | ".join(cells) + " |")
     if data.get("note"):
         lines += ["", data["note"]]
     return "\n".join(lines)
@@ -307,6 +309,9 @@ def readme(args) -> None:
     ab = os.path.join(MODEL_DIR, "prompt_ab.json")
     if os.path.exists(ab):
         text = replace_block(text, "prompt-ab", ab_block(ab))
+    order = os.path.join(MODEL_DIR, "answer_order_ab.json")
+    if os.path.exists(order):
+        text = replace_block(text, "answer-order-ab", ab_block(order, "answer_order_ab", ("2_2", "2_3", "3_3")))
     for prefix in ("standard", "small"):
         if glob.glob(os.path.join(MODEL_DIR, f"eval_{prefix}_*.json")):
             text = replace_block(text, f"eval-{prefix}", eval_block(prefix))
