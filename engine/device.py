@@ -148,3 +148,21 @@ def peak_rss_bytes() -> int:
     import resource
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
+
+
+def heap_trimmer():
+    """A function that hands the C heap's free pages back to the OS (glibc's malloc_trim), or does nothing
+    where that is not available.
+
+    Training allocates tensors whose sizes change every step (each batch has its own shape). glibc's malloc
+    raises its mmap threshold each time a large block is freed, so later blocks of those sizes come from the
+    heap, and the freed space stays mapped: a training process grew from 0.5 to 3 GB in seven minutes (and to
+    7 GB over longer runs) without this. Trimming after each step keeps it flat at a cost of well under a
+    millisecond, where a fixed mmap threshold (MALLOC_MMAP_THRESHOLD_) cost about 20% of the step rate."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)

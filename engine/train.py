@@ -40,7 +40,7 @@ from .batches import SMALL_RANGE, Streams, make_batch, parse_mix
 from .checkpoint import CheckpointError, config_from_dict, load_checkpoint, load_state, save_checkpoint
 from .cli import add_runtime_args, apply_runtime_args
 from .data import ALL_PAIRS
-from .device import machine_info
+from .device import heap_trimmer, machine_info
 from .distributed import Dist, all_gather_objects, broadcast_object, gather_rows
 from .model import GPT, PRESETS
 from .prompt import ANSWER_ORDERS, PROMPT_FORMATS
@@ -362,6 +362,7 @@ def train_loop(args, start: Start, net, streams: Streams, device, d: Dist = Dist
     log_w, last_save = csv.writer(log_fh), time.time()
     stable_saved = in_cooldown(step, elapsed, args)  # resumed inside the cool-down: stable.pt is already there
     start.model.train()
+    trim = heap_trimmer()
     clean, exported = False, False
     try:
         while progress(step, elapsed, args) < 1.0 and not stopping():
@@ -370,6 +371,7 @@ def train_loop(args, start: Start, net, streams: Streams, device, d: Dist = Dist
                 stable_saved = True
             t0, lr = time.time(), lr_at(step, elapsed, args, start.warm_from)
             loss_sum, xs = train_step(args, start, net, streams, device, autocast, lr)
+            trim()  # batches change shape every step: without this the process grows by GBs (heap_trimmer)
             # One exchange per step: every process then agrees on the time (the schedule and the budget depend
             # on it), on stopping and on saving; rank 0 logs the whole step.
             rows = gather_rows(d, [clock.seconds(time.time() - t0), sum(x.numel() for x in xs), loss_sum, sum(x.size(0) for x in xs),
