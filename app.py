@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import replace
 
 import gradio as gr
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: cannot load the model: {e}")
     os.makedirs(lab.profile_dir, exist_ok=True)
     private_cache()
+    # fastest's fused decode step is a C++ extension built on first use (about half a minute once, then cached):
+    # build it while the page loads rather than in the first request.
+    threading.Thread(target=engine.decoding.fused.available, name="build-fused-step", daemon=True).start()
     # SIGTERM -> SystemExit, so atexit handlers run (they stop a TensorBoard started from the page).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # No allowed_paths: the profile folder is never served as a whole; a trace is served in place, one file at

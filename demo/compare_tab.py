@@ -20,7 +20,7 @@ from .lab import LabConfig, Limits, MODEL_QUEUE, bind, ct2_model, example_proble
 HF = "hf"  # the preset column value that runs transformers generate() on the exported weights
 CT2 = "ctranslate2"  # the preset column value that runs CTranslate2 on the same export, converted
 COLUMNS = ["preset", "decoder", "width", "cache", "beam_cache", "attention", "max_new", "precision", "compile",
-           "linear"]
+           "linear", "step"]
 POLYNOMIAL = "the polynomial above"
 ACTION = "Comparing"
 TAB = "compare"
@@ -80,7 +80,7 @@ def parse_configs(rows: list[list], limits: Limits = Limits(), problems: int = 1
         name = cells["preset"] or engine.CUSTOM
         try:
             changes = {k: cells[k] for k in ("decoder", "cache", "beam_cache", "attention", "precision", "compile",
-                                             "linear") if cells[k]}
+                                             "linear", "step") if cells[k]}
             changes.update({k: whole(cells[k], k, 1, most) for k, most in (("width", engine.MAX_WIDTH),
                                                                             ("max_new", MAX_NEW)) if cells[k]})
             opts = engine.options(engine.CUSTOM if name in (HF, CT2) else name, **changes)
@@ -93,7 +93,7 @@ def parse_configs(rows: list[list], limits: Limits = Limits(), problems: int = 1
             raise ValueError(f"configuration row {n}: CTranslate2 is not installed here (pip install ctranslate2)")
         if name in (HF, CT2) and not opts.exact:
             raise ValueError(f"configuration row {n}: the precision column applies to our decoder, not {name}")
-        for column in ("compile", "linear"):
+        for column in ("compile", "linear", "step"):
             if name in (HF, CT2) and cells[column]:
                 raise ValueError(f"configuration row {n}: the {column} column applies to our decoder, not {name}")
         if name in (HF, CT2) and opts.decoder not in ("greedy", "beam"):
@@ -255,7 +255,9 @@ def build(lab: LabConfig | None = None) -> gr.Blocks:
                     "`precision` bf16 or int8-dynamic may change outputs: their agreement with float32 is reported; "
                     "`compile` inductor runs the decode step through torch.compile with the static cache and gather "
                     "or clone beams: the first run compiles, which takes seconds; `linear` aten runs F.linear, "
-                    "packed (fastest's) the same weights transposed and oneDNN-packed for the CPU, same outputs) "
+                    "packed (fastest's) the same weights transposed and oneDNN-packed for the CPU, same outputs; `step` "
+                    "fused (fastest's) runs every layer of a decode step in one C++ call, modules through the "
+                    "nn.Modules, same outputs) "
                     "and compare latency, phases and outputs. "
                     f"A blank cell keeps the preset's value. At most {lab.limits.max_configs} configurations, "
                     f"{lab.limits.max_runs} timed runs each; **Stop** ends a comparison within a second or two.")

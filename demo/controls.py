@@ -14,10 +14,10 @@ import engine
 
 CUSTOM = engine.CUSTOM
 SPEED_FIELDS = ("cache", "beam_cache", "attention")  # what a preset sets in the panel
-HIDDEN_FIELDS = ("grad_mode", "rebuild_masks", "one_at_a_time", "linear")  # what a preset sets beyond the panel
+HIDDEN_FIELDS = ("grad_mode", "rebuild_masks", "one_at_a_time", "linear", "step")  # what a preset sets beyond the panel
 VIEW_FIELDS = ("alternatives",)  # what a tab sets for its own views (the beam tree's hover), never a user
 # Options that may change outputs are offered where their agreement with float32 is measured: the Compare tab.
-COMPARE_FIELDS = ("precision", "compile")  # and the kernels (linear), which presets also set
+COMPARE_FIELDS = ("precision", "compile")  # and the kernels (linear, step), which presets also set
 PANEL_FIELDS: tuple[str, ...] = tuple(f for f in engine.OPTION_FIELDS
                                       if f not in HIDDEN_FIELDS + VIEW_FIELDS + COMPARE_FIELDS)
 PANEL: tuple[str, ...] = ("preset", *PANEL_FIELDS)  # the handlers' keyword parameters

@@ -11,12 +11,12 @@ import os
 import torch
 
 from .checkpoint import DEFAULT_CHECKPOINT
-from .decoding import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, LINEARS, PRECISIONS, DecodeOptions,
-                       options)
+from .decoding import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DECODERS, LINEARS, PRECISIONS, STEPS,
+                       DecodeOptions, options)
 from .device import pick_device, set_threads
 
 OPTION_FLAGS = ("decoder", "width", "samples", "stop_on_verified", "cascade", "cache", "beam_cache", "attention",
-                "max_new", "length_penalty", "temperature", "top_k", "top_p", "seed", "precision", "linear")
+                "max_new", "length_penalty", "temperature", "top_k", "top_p", "seed", "precision", "linear", "step")
 
 
 def add_runtime_args(ap: argparse.ArgumentParser, *, checkpoint: bool = True, random_weights: str | None = None,
@@ -65,6 +65,9 @@ def add_decode_args(ap: argparse.ArgumentParser) -> None:
                     help="fp32 (default) | bf16 | int8-dynamic: the last two may change outputs")
     ap.add_argument("--linear", choices=LINEARS,
                     help="aten: F.linear | packed: weights transposed / oneDNN-packed for the CPU (fastest's; exact)")
+    ap.add_argument("--step", choices=STEPS,
+                    help="modules: a decode step through the nn.Modules | fused: every layer in one C++ call "
+                         "(fastest's; static cache; exact; built with the C++ compiler on first use)")
 
 
 def options_from_args(args: argparse.Namespace) -> DecodeOptions:

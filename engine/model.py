@@ -80,9 +80,15 @@ class SelfAttention(nn.Module):
         B, T, C = x.shape
         return self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
 
-    def forward(self, x, layer: int, mask, cache, attention: str):
+    def forward(self, x, layer: int, mask, cache, attention: str, last: bool = False):
+        """last: the output at the last position only (the model's last layer when only the next token's logits
+        are wanted); every position's key and value are still computed and cached."""
         B, T, C = x.shape
         q, k, v = self.heads(x)  # (B, H, T, D)
+        if last and T > 1:
+            q, T = q[:, :, -1:], 1
+            if mask is not None:  # None (causal) needs nothing: the last query sees every key
+                mask = mask[..., -1:, :]
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, S, D): everything cached so far plus this step
             if cache.prefix_k is not None:  # shared-prefix: the prompt is held once per problem
@@ -145,8 +151,10 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd))
 
-    def forward(self, x, layer, mask, cache, attention):
-        x = x + self.attn(self.ln1(x), layer, mask, cache, attention)
+    def forward(self, x, layer, mask, cache, attention, last: bool = False):
+        """last: only the last position goes on past the attention (SelfAttention.forward)."""
+        a = self.attn(self.ln1(x), layer, mask, cache, attention, last)
+        x = (x[:, -1:] if last else x) + a
         return x + self.mlp(self.ln2(x))
 
     def step_fixed(self, x, t, mask, k_buf, v_buf, attention):
@@ -202,12 +210,11 @@ class GPT(nn.Module):
             S = start + T  # causal over new queries against cached + new keys
             mask = torch.ones(T, S, dtype=torch.bool, device=idx.device).tril(diagonal=start)
         x = self.tok_emb(idx) + pos_emb
-        for i, block in enumerate(self.blocks):
-            x = block(x, i, mask, cache, attention)
+        last = self.config.n_layer - 1 if last_only and select is None else -1
+        for i, block in enumerate(self.blocks):  # decoding needs only the next-token logits: the last layer
+            x = block(x, i, mask, cache, attention, last=i == last)  # computes them at the last position only
         if select is not None:
             x = x[select]  # (N, C): the head and final norm only where a target is
-        elif last_only:
-            x = x[:, -1:]  # decoding needs only the next-token logits
         return self.head(self.ln_f(x))
 
     def decode_step(self, tok: torch.Tensor, pos: torch.Tensor, t: torch.Tensor, keys_ok: torch.Tensor,

@@ -23,13 +23,16 @@ SUMMARY_KEYS = {
                 "speedup_vs_hf_greedy", "speedup_vs_hf_beam10", "outputs_identical", "bf16_same_best_share",
                 "int8_dynamic_same_best_share", "compile_speedup_greedy_b1", "compile_speedup_beam10_b1",
                 "compile_speedup_greedy_b30", "compile_speedup_beam10_b30", "packed_speedup_greedy_b1",
-                "packed_speedup_beam10_b1", "packed_speedup_greedy_b30", "packed_speedup_beam10_b30"},
+                "packed_speedup_beam10_b1", "packed_speedup_greedy_b30", "packed_speedup_beam10_b30",
+                "fused_speedup_greedy_b1", "fused_speedup_beam10_b1", "fused_speedup_greedy_b30",
+                "fused_speedup_beam10_b30", "fused_step"},
     "sweep": {"min_speedup_best_cache", "outputs_identical"},
     "frontier": {"cascade_time_ratio", "cascade_accuracy_gap", "stop_on_verified_speedup",
                  "stop_on_verified_accuracy_gap", "stop_on_verified_saved_steps", "cascade_time_ratio_one_at_a_time"},
 }
 FLAGS = {"generation": ("outputs_identical",), "beam": ("accuracy_identical", "outputs_identical"),
-         "hf": ("outputs_identical",), "engines": ("outputs_identical", "ctranslate2"), "sweep": ("outputs_identical",),
+         "hf": ("outputs_identical",), "engines": ("outputs_identical", "ctranslate2", "fused_step"),
+         "sweep": ("outputs_identical",),
          "frontier": ()}
 
 
@@ -243,7 +246,7 @@ def test_engines_smoke_has_every_engine_with_identical_best_answers(tmp_path):
     weights, and their best answers agree (the identity flags are computed, not assumed: see the next test)."""
     pytest.importorskip("ctranslate2")
     result = run_suite("engines", smoke=True, out_dir=None)
-    for engine in ("ours", "ours aten", "ours gather", "ours compiled", "transformers", "ctranslate2"):
+    for engine in ("ours", "ours modules", "ours aten", "ours gather", "ours compiled", "transformers", "ctranslate2"):
         rows = _engine_rows(result, engine)
         assert {(r["mode"], r["batch"]) for r in rows} == {("greedy", 1), ("greedy", 3), ("beam 10", 1), ("beam 10", 3)}
         assert all(r["exact"] and r["identical_best"] and r["same_best_share"] == 1.0 and r["ms_per_problem"] > 0

@@ -81,6 +81,9 @@ def test_every_option_gives_the_same_beams(model, width):
     combos += [dict(cache=c, beam_cache=b, linear="packed")  # decoding/precision.py: transposed / oneDNN weights
                for c, b in itertools.product(("concat", "static"), BEAM_CACHES)]
     combos += [dict(cache="none", linear="packed"), dict(cache="concat", one_at_a_time=True, linear="packed")]
+    combos += [dict(cache="static", beam_cache=b, attention=a, linear=lin, step="fused")  # decoding/fused.py
+               for b, a, lin in itertools.product(BEAM_CACHES, ATTENTIONS, ("aten", "packed"))]
+    combos += [dict(cache="static", step="fused", rebuild_masks=True, grad_mode="no_grad")]
     for kw in combos:
         h, s, t = outcome(run(model, PROMPTS, width=width, max_new=14, **kw))
         assert h == ref_h, kw
@@ -219,7 +222,10 @@ def test_pick_device():
     (dict(compile="inductor", cache="static", beam_cache="shared-prefix"), "shared-prefix"),
     (dict(compile="inductor", cache="static", rebuild_masks=True), "masks built once"),
     (dict(compile="inductor", cache="static", precision="bf16"), "fp32"),
-    (dict(compile="inductor", cache="static", linear="packed"), "linear=aten"), (dict(linear="mkl"), "linear")])
+    (dict(compile="inductor", cache="static", linear="packed"), "linear=aten"), (dict(linear="mkl"), "linear"),
+    (dict(step="cuda"), "step"), (dict(step="fused", cache="concat"), "static KV cache"),
+    (dict(step="fused", compile="inductor", linear="aten"), "compile=off"),
+    (dict(step="fused", one_at_a_time=True), "batched"), (dict(step="fused", precision="int8-dynamic"), "float")])
 def test_bad_options_are_clear_errors(kw, msg):
     with pytest.raises(ValueError, match=msg):
         DecodeOptions(**kw)

@@ -290,7 +290,7 @@ def test_the_option_panel_is_the_decode_options_and_wired_by_name():
     """Guards against the panel, the DecodeOptions fields and the handlers' parameters drifting apart: every
     user-settable field has a control, and the Decompose and Profile endpoints take exactly the panel's
     names after their own inputs (the values arrive by name, never by position)."""
-    hidden = {"grad_mode", "rebuild_masks", "one_at_a_time", "alternatives", "precision", "compile", "linear"}
+    hidden = {"grad_mode", "rebuild_masks", "one_at_a_time", "alternatives", "precision", "compile", "linear", "step"}
     assert set(PANEL_FIELDS) == set(engine.OPTION_FIELDS) - hidden and PANEL == ("preset", *PANEL_FIELDS)
     import app
     endpoints = app.demo.get_api_info()["named_endpoints"]
@@ -590,11 +590,27 @@ def test_compare_runs_the_linear_kernels_with_identical_outputs(lab):
                                                                      "a^4 + 2a^2 + 7", rows, 1))
     assert "Outputs identical" in verdict
     assert [c["linear"] for c in raw["configurations"]] == ["packed", "aten"]
-    assert table[0][1].endswith("packed linears") and not table[1][1].endswith("packed linears")
+    assert "packed linears" in table[0][1] and "packed linears" not in table[1][1]
     with pytest.raises(ValueError, match="linear column applies to our decoder"):
         compare_tab.parse_configs([["fastest", "greedy"], ["hf", "greedy", "", "", "", "", 6, "", "", "packed"]])
     with pytest.raises(ValueError, match="row 2: unknown linear"):
         compare_tab.parse_configs([["fastest", "greedy"], ["fastest", "greedy", "", "", "", "", 6, "", "", "mkl"]])
+
+
+def test_compare_runs_the_fused_step_with_identical_outputs(lab):
+    """The step column: fastest (the fused C++ step) against fastest through the nn.Modules gives the same answers,
+    labelled; the column applies to our decoder only, and a cache the fused step cannot run is a clear error."""
+    rows = [["fastest", "beam", 3, "", "", "", 6], ["fastest", "beam", 3, "", "", "", 6, "", "", "", "modules"]]
+    verdict, latency, phases, table, raw, progress = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL,
+                                                                     "a^4 + 2a^2 + 7", rows, 1))
+    assert "Outputs identical" in verdict
+    assert [c["step"] for c in raw["configurations"]] == ["fused", "modules"]
+    assert "fused C++ step" in table[0][1] and "fused C++ step" not in table[1][1]
+    with pytest.raises(ValueError, match="step column applies to our decoder"):
+        compare_tab.parse_configs([["fastest", "greedy"], ["hf", "greedy", "", "", "", "", 6, "", "", "", "fused"]])
+    with pytest.raises(ValueError, match="row 2: step=fused runs on the static KV cache"):
+        compare_tab.parse_configs([["fastest", "greedy"], ["fastest", "greedy", "", "concat", "", "", 6, "", "", "",
+                                                          "fused"]])
 
 
 def test_app_listens_on_localhost_with_the_shipped_model_by_default():

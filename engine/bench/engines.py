@@ -11,6 +11,7 @@ from dataclasses import replace
 from functools import partial
 
 from ..decoding import best_answer, ct2_decode, hf_decode, preset, rank_answers
+from ..decoding.fused import available as fused_available
 from ..tokenizer import vocab_for
 from .suites import SHORT
 from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hyps, max_new_for, problem_prompts,
@@ -18,6 +19,7 @@ from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hy
 
 MODES = (("greedy", 1), ("beam", 10))  # decoder, width
 FASTEST = "ours"
+MODULES = "ours modules"  # fastest with the decode step through the nn.Modules: the baseline of step=fused
 ATEN = "ours aten"  # fastest with F.linear instead of its packed linears: the baseline of linear=packed
 GATHER, COMPILED = "ours gather", "ours compiled"  # compile runs the gather beam cache: its baseline is GATHER
 HF, CT2 = "transformers", "ctranslate2"
@@ -26,9 +28,10 @@ HF, CT2 = "transformers", "ctranslate2"
 def variants() -> dict[str, dict]:
     """Ours: the fastest preset, then each speed toggle (the fields it overrides). precision may change outputs:
     those rows report their agreement with float32 and stay out of outputs_identical."""
-    return {FASTEST: {}, ATEN: {"linear": "aten"}, GATHER: {"beam_cache": "gather", "linear": "aten"},
-            COMPILED: {"beam_cache": "gather", "compile": "inductor", "linear": "aten"},
-            "ours bf16": {"precision": "bf16"}, "ours int8-dynamic": {"precision": "int8-dynamic"}}
+    return {FASTEST: {}, MODULES: {"step": "modules"}, ATEN: {"linear": "aten"},
+            GATHER: {"beam_cache": "gather", "linear": "aten", "step": "modules"},
+            COMPILED: {"beam_cache": "gather", "compile": "inductor", "linear": "aten", "step": "modules"},
+            "ours bf16": {"precision": "bf16"}, "ours int8-dynamic": {"precision": "int8-dynamic", "step": "modules"}}
 
 
 def exact(name: str) -> bool:
@@ -163,9 +166,11 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
                   round(min(r["same_best_share"] for r in rows if r["engine"] == name), 3)
                   for name, over in variants().items() if not exact(name)},
                **{f"{what}_speedup_{m.replace(' ', '')}_{tag}": round(ms[m, b, base] / ms[m, b, toggled], 2)
-                  for what, base, toggled in (("packed", ATEN, FASTEST), ("compile", GATHER, COMPILED))
+                  for what, base, toggled in (("fused", MODULES, FASTEST), ("packed", ATEN, FASTEST),
+                                              ("compile", GATHER, COMPILED))
                   for m in ("greedy", "beam 10") for b, tag in ((b1, "b1"), (bn, "b30"))},
-               "ctranslate2": ct2_model is not None, **linear_traffic(subject.model)}
+               "ctranslate2": ct2_model is not None, "fused_step": fused_available(),
+               **linear_traffic(subject.model)}
     settings = {"problems": n, "pair": "2_2", "batches": list(batches), "runs": runs, "warmup": warmup,
                 "ours": "preset fastest", "transformers": "generate() on the hf export",
                 "ctranslate2": "Generator on the ct2 conversion of the hf export, float32, same threads, patience 1",
@@ -181,10 +186,13 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         "int8-dynamic' (DecodeOptions.precision) may change them: their same_best_share and verified_share ARE "
         "their measured agreement with float32 (the <precision>_same_best_share summary keys: the lowest over "
         "the rows)",
-        "'ours' is the fastest preset, whose linears run on weights prepared for the CPU (linear=packed: "
-        "transposed for one row, oneDNN-packed for more); 'ours aten' is the same with F.linear: "
-        "packed_speedup_<mode>_b<batch> = aten's time / ours' time",
-        "'ours gather' is the fastest preset with F.linear and beams followed by index_select (gather) instead of "
+        "'ours' is the fastest preset: its decode step runs every layer in one C++ call (step=fused; fused_step: "
+        "whether the extension was built here, else it ran the module path) and its linears run on weights "
+        "prepared for the CPU (linear=packed: transposed for one row, oneDNN-packed for more); 'ours modules' is "
+        "the same with the step through the nn.Modules: fused_speedup_<mode>_b<batch> = modules' time / ours' "
+        "time; 'ours aten' is fastest with F.linear: packed_speedup_<mode>_b<batch> = aten's time / ours' time",
+        "'ours gather' is the fastest preset with F.linear, the module step and beams followed by index_select "
+        "(gather) instead of "
         "a shared prompt; 'ours compiled' is the same with compile=inductor (the decode step through "
         "torch.compile, compiled in the warm-up): compile_speedup_<mode>_b<batch> = gather's time / compiled's "
         "time",

@@ -91,6 +91,16 @@ class StaticCache:
         self.spare: list[torch.Tensor] = []  # k buffers then v buffers, the reorder target
         self.pos = 0
 
+    def buffers(self, rows: int, n_head: int, head_dim: int, like: torch.Tensor) -> tuple[list, list]:
+        """The key and value buffers, per layer (rows, H, max_len, D), allocated on first use (the fused step
+        writes them itself: decoding/fused.py)."""
+        if not self.k:
+            self.k = [self._buffer(like, (rows, n_head, self.max_len, head_dim)) for _ in range(self.n_layer)]
+            self.v = [self._buffer(like, (rows, n_head, self.max_len, head_dim)) for _ in range(self.n_layer)]
+        if self.pos >= self.max_len:
+            raise ValueError(f"static cache holds {self.max_len} positions; asked for {self.pos + 1}")
+        return self.k, self.v
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, H, T, D = k.shape
         if not self.k:

@@ -22,6 +22,7 @@ GRAD_MODES = ("no_grad", "inference")
 PRECISIONS = ("fp32", "bf16", "int8-dynamic")  # decoding/precision.py; only fp32 is checked for identical outputs
 COMPILES = ("off", "inductor")  # decoding/compiled.py: the decode step through torch.compile
 LINEARS = ("aten", "packed")  # decoding/precision.py: F.linear, or weights prepared for the CPU's kernels
+STEPS = ("modules", "fused")  # decoding/fused.py: a decode step through the nn.Modules, or in one C++ call
 MAX_WIDTH = 64
 MAX_SAMPLES = 64
 MAX_STAGES = 6
@@ -55,11 +56,12 @@ class DecodeOptions:
     precision: str = "fp32"        # fp32 | bf16 | int8-dynamic: the last two MAY CHANGE OUTPUTS (agreement measured)
     compile: str = "off"           # off | inductor: the decode step compiled (static cache, gather or clone only)
     linear: str = "aten"           # aten | packed: linear weights transposed / oneDNN-packed for the CPU (exact)
+    step: str = "modules"          # modules | fused: every layer of a decode step in one C++ call (static cache)
 
     def __post_init__(self):
         for name, choices in (("decoder", DECODERS), ("cache", CACHES), ("beam_cache", BEAM_CACHES),
                               ("attention", ATTENTIONS), ("grad_mode", GRAD_MODES), ("precision", PRECISIONS),
-                              ("compile", COMPILES), ("linear", LINEARS)):
+                              ("compile", COMPILES), ("linear", LINEARS), ("step", STEPS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(choices)}")
         if not 1 <= self.width <= MAX_WIDTH:
@@ -85,6 +87,19 @@ class DecodeOptions:
             raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
         if self.compile != "off":
             self._check_compile()
+        if self.step == "fused":
+            self._check_fused()
+
+    def _check_fused(self) -> None:
+        """step=fused runs one C++ function per decode step on the static cache's buffers (decoding/fused.py)."""
+        if self.cache != "static":
+            raise ValueError(f"step=fused runs on the static KV cache, not cache={self.cache}")
+        if self.compile != "off":
+            raise ValueError(f"step=fused is its own compiled step: set compile=off, not {self.compile}")
+        if self.one_at_a_time:
+            raise ValueError("step=fused runs the batched loop (one_at_a_time off)")
+        if self.precision == "int8-dynamic":
+            raise ValueError("step=fused runs float weights (fp32 or bf16), not int8-dynamic's quantized layers")
 
     def _check_compile(self) -> None:
         """compile runs one fixed-shape step (GPT.decode_step) on the static cache's buffers."""
@@ -158,16 +173,27 @@ DECODE_PRESETS: dict[str, DecodeOptions] = {
                         rebuild_masks=True),
     "V3": DecodeOptions(cache="static", beam_cache="gather", attention="sdpa", grad_mode="inference"),
     "fastest": DecodeOptions(cache="static", beam_cache="shared-prefix", attention="sdpa", grad_mode="inference",
-                             linear="packed"),
+                             linear="packed", step="fused"),
 }
 
 
+def _fit_step(base: DecodeOptions, given: dict) -> dict:
+    """`given` with step="modules" added where the fused step cannot run (a cache other than static, compile, the
+    seed's loop, int8-dynamic) and step is not given itself."""
+    merged = {name: given.get(name, getattr(base, name)) for name in ("cache", "compile", "one_at_a_time", "precision")}
+    if (merged["cache"] != "static" or merged["compile"] != "off" or merged["one_at_a_time"]
+            or merged["precision"] == "int8-dynamic"):
+        given = {"step": "modules", **given}
+    return given
+
+
 def preset(name: str, **overrides) -> DecodeOptions:
-    """A named preset with some fields replaced as given (no width rule, None is a value): for tools that
-    set every field they mean. Command lines and tabs use options()."""
+    """A named preset with some fields replaced as given (no width rule, None is a value; the fused step gives
+    way as in options()): for tools that set every field they mean. Command lines and tabs use options()."""
     if name not in DECODE_PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(DECODE_PRESETS)}")
-    return replace(DECODE_PRESETS[name], **overrides)
+    base = DECODE_PRESETS[name]
+    return replace(base, **_fit_step(base, overrides))
 
 
 def options(preset_name: str = "fastest", /, **overrides) -> DecodeOptions:
@@ -175,8 +201,9 @@ def options(preset_name: str = "fastest", /, **overrides) -> DecodeOptions:
 
     Only beam search keeps several beams and only sampling draws several samples: the width is 1 unless
     the decoder is beam, the samples 1 unless it is sample, whatever was asked. A compiled step picks its own
-    kernels: compile="inductor" sets linear="aten" unless linear is given too. Unknown presets, unknown
-    fields and bad values raise ValueError."""
+    kernels: compile="inductor" sets linear="aten" unless linear is given too. The fused step runs only where it
+    can: a cache other than static, compile, the seed's loop or int8-dynamic set step="modules" unless step is
+    given too. Unknown presets, unknown fields and bad values raise ValueError."""
     if preset_name != CUSTOM and preset_name not in DECODE_PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose from {', '.join([CUSTOM, *DECODE_PRESETS])}")
     unknown = sorted(set(overrides) - set(OPTION_FIELDS))
@@ -191,4 +218,4 @@ def options(preset_name: str = "fastest", /, **overrides) -> DecodeOptions:
         given["samples"] = 1
     if given.get("compile", "off") != "off":
         given.setdefault("linear", "aten")
-    return replace(base, **given)
+    return replace(base, **_fit_step(base, given))

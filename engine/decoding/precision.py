@@ -29,9 +29,10 @@ from .options import LINEARS, PRECISIONS
 _copies: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
-def _signature(model: nn.Module) -> tuple:
-    """Changes when any weight is replaced or written in place."""
-    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+def signature(model: nn.Module) -> tuple:
+    """Changes when any weight is replaced or written in place (inference tensors, such as a copy made under
+    inference_mode, keep no version counter: their address alone)."""
+    return tuple((p.data_ptr(), -1 if p.is_inference() else p._version) for p in model.parameters())
 
 
 def _convert(model: nn.Module, precision: str) -> nn.Module:
@@ -93,7 +94,7 @@ def model_at(model: nn.Module, precision: str, linear: str = "aten") -> nn.Modul
     if precision == "fp32" and linear == "aten":
         return model
     held = _copies.setdefault(model, {})
-    sig = _signature(model)
+    sig = signature(model)
     key = (precision, linear)
     if key not in held or held[key][0] != sig:
         twin = copy.deepcopy(model) if precision == "fp32" else _convert(model, precision)  # never the model

@@ -19,6 +19,7 @@ import torch
 
 from .cache import make_cache
 from .compiled import compiled_step
+from .fused import fused_step, session_weights
 from .precision import model_at
 from ..device import phase, synchronize
 from ..tokenizer import PAD_ID
@@ -96,6 +97,7 @@ class BatchSession(_Timed):
             self.seq[:, :P] = self.idx
         self.tables = None if opts.rebuild_masks else self._build_tables(self.pad)
         self.compiled = compiled_step(model) if opts.compile != "off" else None  # options checked the rest
+        self.fused = session_weights(model) if opts.step == "fused" else None  # built before the first step
 
     def _build_tables(self, pad: torch.Tensor) -> dict[str, torch.Tensor]:
         """Masks and positions for every step, built once and sliced per step (V3 and fastest)."""
@@ -146,6 +148,9 @@ class BatchSession(_Timed):
             if self.recompute:
                 self.seq[:, S - 1] = tok
                 logits = self._recompute(S)
+            elif self.fused is not None:
+                logits = self._fused_step(tok, S)[:, None]
+                self.cache.advance(1)
             elif self.compiled is not None:  # whole static buffers, position S - 1 as a tensor: shapes stay put
                 t = S - 1
                 logits = self.compiled(tok, self.tables["pos"][:, t], torch.tensor(t, device=self.device),
@@ -158,6 +163,20 @@ class BatchSession(_Timed):
                 self.cache.advance(1)
             self.g += 1
         return logits[:, -1]
+
+    def _fused_step(self, tok: torch.Tensor, S: int) -> torch.Tensor:
+        """Logits (rows, V) from decoding/fused.py: the step of the module path in one C++ call."""
+        cfg, cache = self.model.config, self.cache
+        pos = self.tables["pos"][:, S - 1] if self.tables is not None else (S - 1 - self.pad).clamp(min=0)
+        prefix, static = None, cache
+        if self.shared:
+            prefix, static = (cache.prefix_k, cache.prefix_v, cache.prefix_mask), cache.inner
+        k, v = static.buffers(tok.size(0), cfg.n_head, cfg.n_embd // cfg.n_head, self.cache_like())
+        return fused_step(self.fused, tok, pos, S - 1, k, v, self._key_mask(S), prefix, self.opts.attention)
+
+    def cache_like(self) -> torch.Tensor:
+        """A tensor of the cache's dtype and device (the model's activations)."""
+        return self.model.tok_emb.weight
 
     def _recompute(self, S: int) -> torch.Tensor:
         """Logits (rows, 1, V) for the last of S positions, recomputing all of them (no cache).

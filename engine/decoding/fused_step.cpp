@@ -1,0 +1,144 @@
+// DecodeOptions.step = "fused": one decode step of the GPT (engine/model.py) in one C++ call.
+//
+// The same ATen operations, in the same order, as the module path (GPT.forward with a static KV cache, one new
+// token per row), so the outputs match it; what goes is the Python between them (module calls, argument
+// parsing, views), about half of a batch-1 step on a small model. engine/decoding/fused.py builds this file
+// with torch.utils.cpp_extension on first use and prepares the weights it reads.
+#include <torch/extension.h>
+
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+using at::Tensor;
+
+namespace {
+
+// One linear layer: y = x W^T + b. `one` is used for a single row (W^T, contiguous or a view), `many` for
+// several: W^T again (aten) or a oneDNN-packed weight (linear "packed"), whatever the module path would use.
+struct Linear {
+  Tensor one, many, bias;
+  bool packed = false;
+};
+
+Tensor linear_pointwise(const Tensor& x, const Tensor& w, const Tensor& b) {  // PackedLinear's oneDNN GEMM
+  static const c10::OperatorHandle op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+  torch::jit::Stack stack;
+  stack.emplace_back(x);
+  stack.emplace_back(w);
+  stack.emplace_back(b.defined() ? c10::IValue(b) : c10::IValue());
+  stack.emplace_back(std::string("none"));
+  stack.emplace_back(c10::List<std::optional<c10::Scalar>>());
+  stack.emplace_back(std::string(""));
+  op.callBoxed(&stack);
+  return stack[0].toTensor();
+}
+
+Tensor apply(const Linear& l, const Tensor& x) {  // x (R, in) -> (R, out)
+  if (x.size(0) == 1 || !l.packed) {
+    return l.bias.defined() ? at::addmm(l.bias, x, x.size(0) == 1 ? l.one : l.many) : at::mm(x, x.size(0) == 1 ? l.one : l.many);
+  }
+  return linear_pointwise(x, l.many, l.bias);
+}
+
+// softmax(q k^T / sqrt(D)) v, the model's attend(): q (R, H, 1, D), k, v (R, H, S, D), mask (R, 1, 1, S) or undefined.
+Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool sdpa) {
+  if (sdpa) {
+    return at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<Tensor>(mask) : std::nullopt);
+  }
+  Tensor att = at::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(k.size(-1))));
+  if (mask.defined()) {
+    att = att.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+  }
+  return at::matmul(at::softmax(att, -1), v);
+}
+
+// The model's attend_shared(): rows grouped by problem attend their problem's prompt (pk, pv: G, H, P, D,
+// pmask G, 1, 1, P or undefined) and their own generated keys (gk, gv: N, H, S, D).
+Tensor attend_shared(const Tensor& q, const Tensor& pk, const Tensor& pv, const Tensor& pmask, const Tensor& gk,
+                     const Tensor& gv) {
+  const int64_t N = q.size(0), H = q.size(1), D = q.size(3), G = pk.size(0), P = pk.size(2), K = N / G;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  Tensor qg = q.view({G, K, H, D}).transpose(1, 2);
+  Tensor sp = at::matmul(qg, pk.transpose(-2, -1)) * scale;
+  if (pmask.defined()) {
+    sp = sp.masked_fill(pmask.logical_not(), -std::numeric_limits<double>::infinity());
+  }
+  Tensor sg = at::matmul(q, gk.transpose(-2, -1)) * scale;
+  Tensor att = at::cat({sp.transpose(1, 2).reshape({N, H, 1, P}), sg}, -1).softmax(-1);
+  auto parts = att.split_with_sizes({P, att.size(-1) - P}, -1);
+  Tensor yp = at::matmul(parts[0].view({G, K, H, P}).transpose(1, 2), pv);
+  return yp.transpose(1, 2).reshape({N, H, 1, D}) + at::matmul(parts[1], gv);
+}
+
+}  // namespace
+
+// The weights of one model as the step reads them, converted from Python once (decoding/fused.py).
+// lin: 3 entries per linear (qkv, proj, fc, out per layer, then the head): the weight for one row, the weight
+// for several, the bias (None for the head); packed: the "several" weights are oneDNN-packed. norms: weight and
+// bias of ln1, ln2 per layer, then of ln_f. tok_emb (V, C), pos_emb (block_size, C).
+struct Weights {
+  std::vector<Linear> L;
+  std::vector<Tensor> norms;
+  Tensor tok_emb, pos_emb;
+  int64_t n_head;
+  double eps;
+
+  Weights(const std::vector<std::optional<Tensor>>& lin, bool packed, std::vector<Tensor> norms_, Tensor tok_emb_,
+          Tensor pos_emb_, int64_t n_head_, double eps_)
+      : norms(std::move(norms_)), tok_emb(std::move(tok_emb_)), pos_emb(std::move(pos_emb_)), n_head(n_head_),
+        eps(eps_) {
+    TORCH_CHECK(lin.size() % 3 == 0 && (lin.size() / 3) % 4 == 1, "3 entries per linear, 4 linears per layer + head");
+    L.resize(lin.size() / 3);
+    for (size_t i = 0; i < L.size(); ++i) {
+      L[i].one = *lin[3 * i];
+      L[i].many = *lin[3 * i + 1];
+      L[i].bias = lin[3 * i + 2].has_value() ? *lin[3 * i + 2] : Tensor();
+      L[i].packed = packed;
+    }
+    TORCH_CHECK(norms.size() == 4 * (L.size() / 4) + 2, "ln1, ln2 per layer and ln_f: weight and bias each");
+  }
+
+  // tok, pos (R,) long; t: the position this token takes (S = t + 1 keys after it). k_bufs, v_bufs: per layer
+  // (R, H, max_len, D), this token's key and value written at t (at t - P under a shared prefix of P positions).
+  // key_mask: (R, 1, 1, >= S) or None. prefix_k, prefix_v, prefix_mask: the shared-prefix cache's prompt part
+  // (empty lists and None when not shared). Returns logits (R, V).
+  Tensor step(const Tensor& tok, const Tensor& pos, int64_t t, const std::vector<Tensor>& k_bufs,
+              const std::vector<Tensor>& v_bufs, const std::optional<Tensor>& key_mask,
+              const std::vector<Tensor>& prefix_k, const std::vector<Tensor>& prefix_v,
+              const std::optional<Tensor>& prefix_mask, bool sdpa) const {
+    at::InferenceMode guard;
+    const int64_t R = tok.size(0), C = tok_emb.size(1), H = n_head, D = C / H, S = t + 1;
+    const size_t n_layer = k_bufs.size();
+    TORCH_CHECK(4 * n_layer + 1 == L.size(), "one key and one value buffer per layer");
+    Tensor mask = key_mask.has_value() ? key_mask->narrow(-1, 0, S) : Tensor();
+    Tensor pmask = prefix_mask.has_value() ? *prefix_mask : Tensor();
+    Tensor x = at::embedding(tok_emb, tok) + pos_emb.index_select(0, pos);  // (R, C)
+    for (size_t i = 0; i < n_layer; ++i) {
+      Tensor h = at::layer_norm(x, {C}, norms[4 * i], norms[4 * i + 1], eps);
+      Tensor qkv = apply(L[4 * i], h).view({R, 1, 3, H, D}).permute({2, 0, 3, 1, 4});  // (3, R, H, 1, D)
+      Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+      const int64_t g = prefix_k.empty() ? t : t - prefix_k[i].size(2);
+      k_bufs[i].narrow(2, g, 1).copy_(k);
+      v_bufs[i].narrow(2, g, 1).copy_(v);
+      Tensor ks = k_bufs[i].narrow(2, 0, g + 1), vs = v_bufs[i].narrow(2, 0, g + 1);
+      Tensor y = prefix_k.empty() ? attend(q, ks, vs, mask, sdpa)
+                                  : attend_shared(q, prefix_k[i], prefix_v[i], pmask, ks, vs);
+      x = x + apply(L[4 * i + 1], y.transpose(1, 2).reshape({R, C}));
+      h = at::layer_norm(x, {C}, norms[4 * i + 2], norms[4 * i + 3], eps);
+      x = x + apply(L[4 * i + 3], at::gelu(apply(L[4 * i + 2], h)));
+    }
+    Tensor h = at::layer_norm(x, {C}, norms[4 * n_layer], norms[4 * n_layer + 1], eps);
+    return apply(L[4 * n_layer], h);
+  }
+};
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  pybind11::class_<Weights>(m, "Weights")
+      .def(pybind11::init<const std::vector<std::optional<Tensor>>&, bool, std::vector<Tensor>, Tensor, Tensor,
+                          int64_t, double>())
+      .def("step", &Weights::step, "one GPT decode step (engine/decoding/fused.py)");
+}

@@ -1,0 +1,67 @@
+"""DecodeOptions.step "fused": every layer of a decode step in one C++ call (engine/decoding/fused.py). Its outputs
+are in test_decode's equivalence matrix; here: where it runs, what it reads, and what happens where it cannot
+be built."""
+import pytest
+import torch
+
+from engine.decoding import DecodeOptions, decode, fused, options, preset, run_to_completion
+from engine.model import GPT, PRESETS
+
+PROMPTS = [[16, 22, 23, 9], [18, 16, 3, 4, 5, 6, 7, 16, 25, 9], [16, 1, 9]]
+
+
+@pytest.fixture()
+def model():
+    torch.manual_seed(5)
+    return GPT(PRESETS["tiny"]).eval()
+
+
+def scores(result) -> list[float]:
+    return [h.score for g in result.hypotheses for h in g]
+
+
+def test_fastest_runs_the_fused_step_and_gives_way_where_it_cannot_run():
+    assert preset("fastest").step == "fused" and DecodeOptions().step == "modules"
+    for over in (dict(cache="concat"), dict(cache="none"), dict(compile="inductor", beam_cache="gather", linear="aten"),
+                 dict(precision="int8-dynamic"), dict(one_at_a_time=True, cache="concat")):
+        assert options("fastest", **over).step == "modules", over
+        assert preset("fastest", **over).step == "modules", over
+    assert options("fastest", precision="bf16").step == "fused"
+    with pytest.raises(ValueError, match="static KV cache"):
+        options("fastest", cache="concat", step="fused")  # asked for explicitly: a clear error, not a silent change
+
+
+def test_the_fused_step_reads_the_current_weights(model):
+    """Guards against stale weights in the C++ object: a weight written in place is seen by the next decode."""
+    opts = preset("fastest", decoder="beam", width=3, max_new=6)
+    before = run_to_completion(decode(model, PROMPTS, opts))
+    held = fused.weights(model)
+    with torch.no_grad():
+        model.head.weight.mul_(3.0)
+    assert fused.weights(model) is not held
+    after = run_to_completion(decode(model, PROMPTS, opts))
+    modules = run_to_completion(decode(model, PROMPTS, preset("fastest", decoder="beam", width=3, max_new=6,
+                                                               step="modules")))
+    assert scores(after) != scores(before)
+    assert scores(after) == pytest.approx(scores(modules), abs=1e-4)
+
+
+def test_the_fused_step_runs_bf16_like_the_module_path(model):
+    """bf16 may change outputs against float32, but the fused step runs the same bf16 operations as the modules."""
+    kw = dict(decoder="beam", width=3, max_new=6, precision="bf16")
+    a = run_to_completion(decode(model, PROMPTS, preset("fastest", **kw)))
+    b = run_to_completion(decode(model, PROMPTS, preset("fastest", step="modules", **kw)))
+    assert [h.ids for g in a.hypotheses for h in g] == [h.ids for g in b.hypotheses for h in g]
+
+
+def test_without_a_compiler_the_decode_warns_and_runs_the_module_path(model, monkeypatch):
+    """Where the extension cannot be built (no compiler, no ninja) nothing breaks: a warning names the reason and
+    the decode gives the module path's outputs."""
+    monkeypatch.setattr(fused, "_ext", None)
+    monkeypatch.setattr(fused, "_error", "step=fused needs a C++ compiler and ninja to build x.cpp (no g++)")
+    monkeypatch.setattr(fused, "_weights", type(fused._weights)())
+    assert not fused.available()
+    with pytest.warns(RuntimeWarning, match="no g\\+\\+.*step=modules instead"):
+        got = run_to_completion(decode(model, PROMPTS, preset("fastest", decoder="greedy", max_new=6)))
+    want = run_to_completion(decode(model, PROMPTS, preset("fastest", decoder="greedy", max_new=6, step="modules")))
+    assert [h.ids for g in got.hypotheses for h in g] == [h.ids for g in want.hypotheses for h in g]
