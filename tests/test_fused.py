@@ -65,3 +65,23 @@ def test_without_a_compiler_the_decode_warns_and_runs_the_module_path(model, mon
         got = run_to_completion(decode(model, PROMPTS, preset("fastest", decoder="greedy", max_new=6)))
     want = run_to_completion(decode(model, PROMPTS, preset("fastest", decoder="greedy", max_new=6, step="modules")))
     assert [h.ids for g in got.hypotheses for h in g] == [h.ids for g in want.hypotheses for h in g]
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs a torch with oneDNN on the CPU")
+def test_wide_batches_take_the_packed_gemm_with_the_same_outputs(model):
+    """From PACKED_MIN_ROWS rows on, packed linears run oneDNN's packed GEMM, in the fused step as in the modules:
+    3 problems x 24 beams = 72 rows take it (counted by the profiler), and the beams match F.linear's."""
+    from torch.profiler import profile
+
+    from engine.decoding.precision import PACKED_MIN_ROWS
+    assert 3 * 24 >= PACKED_MIN_ROWS
+    kw = dict(decoder="beam", width=24, max_new=6)
+    with profile() as prof:
+        fused_packed = run_to_completion(decode(model, PROMPTS, preset("fastest", **kw)))
+    assert any(e.name == "mkldnn::_linear_pointwise" for e in prof.events())
+    want = run_to_completion(decode(model, PROMPTS, preset("fastest", step="modules", linear="aten", **kw)))
+    for step in ("fused", "modules"):
+        got = fused_packed if step == "fused" else run_to_completion(decode(model, PROMPTS, preset("fastest", **kw,
+                                                                                                   step=step)))
+        assert [h.ids for g in got.hypotheses for h in g] == [h.ids for g in want.hypotheses for h in g], step
+        assert scores(got) == pytest.approx(scores(want), abs=1e-4), step

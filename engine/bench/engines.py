@@ -188,7 +188,7 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         "the rows)",
         "'ours' is the fastest preset: its decode step runs every layer in one C++ call (step=fused; fused_step: "
         "whether the extension was built here, else it ran the module path) and its linears run on weights "
-        "prepared for the CPU (linear=packed: transposed for one row, oneDNN-packed for more); 'ours modules' is "
+        "prepared for the CPU (linear=packed: transposed below 64 rows, oneDNN-packed from there); 'ours modules' is "
         "the same with the step through the nn.Modules: fused_speedup_<mode>_b<batch> = modules' time / ours' "
         "time; 'ours aten' is fastest with F.linear: packed_speedup_<mode>_b<batch> = aten's time / ours' time",
         "'ours gather' is the fastest preset with F.linear, the module step and beams followed by index_select "

@@ -21,7 +21,7 @@ import weakref
 import torch
 import torch.nn as nn
 
-from .precision import PackedLinear, signature
+from .precision import PACKED_MIN_ROWS, PackedLinear, signature
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fused_step.cpp")
 _lock = threading.Lock()
@@ -96,7 +96,7 @@ def _prepare(model: nn.Module):
     norms += [model.ln_f.weight.detach(), model.ln_f.bias.detach()]
     if len(kinds) != 1:
         raise ValueError("step=fused needs every linear of the model in one layout")
-    return extension().Weights(lin, kinds.pop(), norms, model.tok_emb.weight.detach(), model.pos_emb.detach()[0],
+    return extension().Weights(lin, PACKED_MIN_ROWS if kinds.pop() else 0, norms, model.tok_emb.weight.detach(), model.pos_emb.detach()[0],
                                model.config.n_head, model.ln_f.eps)
 
 

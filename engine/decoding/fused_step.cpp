@@ -16,11 +16,11 @@ using at::Tensor;
 
 namespace {
 
-// One linear layer: y = x W^T + b. `one` is used for a single row (W^T, contiguous or a view), `many` for
-// several: W^T again (aten) or a oneDNN-packed weight (linear "packed"), whatever the module path would use.
+// One linear layer: y = x W^T + b. `one` is used below `packed_min_rows` rows (W^T, contiguous or a view),
+// `many` from there on: W^T again (aten) or a oneDNN-packed weight (linear "packed"), as the module path would.
 struct Linear {
   Tensor one, many, bias;
-  bool packed = false;
+  int64_t packed_min_rows = 0;  // 0: never packed
 };
 
 Tensor linear_pointwise(const Tensor& x, const Tensor& w, const Tensor& b) {  // PackedLinear's oneDNN GEMM
@@ -38,10 +38,11 @@ Tensor linear_pointwise(const Tensor& x, const Tensor& w, const Tensor& b) {  //
 }
 
 Tensor apply(const Linear& l, const Tensor& x) {  // x (R, in) -> (R, out)
-  if (x.size(0) == 1 || !l.packed) {
-    return l.bias.defined() ? at::addmm(l.bias, x, x.size(0) == 1 ? l.one : l.many) : at::mm(x, x.size(0) == 1 ? l.one : l.many);
+  if (l.packed_min_rows > 0 && x.size(0) >= l.packed_min_rows) {
+    return linear_pointwise(x, l.many, l.bias);
   }
-  return linear_pointwise(x, l.many, l.bias);
+  const Tensor& w = l.packed_min_rows > 0 || x.size(0) == 1 ? l.one : l.many;
+  return l.bias.defined() ? at::addmm(l.bias, x, w) : at::mm(x, w);
 }
 
 // softmax(q k^T / sqrt(D)) v, the model's attend(): q (R, H, 1, D), k, v (R, H, S, D), mask (R, 1, 1, S) or undefined.
@@ -78,7 +79,8 @@ Tensor attend_shared(const Tensor& q, const Tensor& pk, const Tensor& pv, const 
 
 // The weights of one model as the step reads them, converted from Python once (decoding/fused.py).
 // lin: 3 entries per linear (qkv, proj, fc, out per layer, then the head): the weight for one row, the weight
-// for several, the bias (None for the head); packed: the "several" weights are oneDNN-packed. norms: weight and
+// for several, the bias (None for the head); packed_min_rows: from how many rows the "several" weights, then
+// oneDNN-packed, are used (0: not packed: F.linear's weights throughout). norms: weight and
 // bias of ln1, ln2 per layer, then of ln_f. tok_emb (V, C), pos_emb (block_size, C).
 struct Weights {
   std::vector<Linear> L;
@@ -87,7 +89,8 @@ struct Weights {
   int64_t n_head;
   double eps;
 
-  Weights(const std::vector<std::optional<Tensor>>& lin, bool packed, std::vector<Tensor> norms_, Tensor tok_emb_,
+  Weights(const std::vector<std::optional<Tensor>>& lin, int64_t packed_min_rows, std::vector<Tensor> norms_,
+          Tensor tok_emb_,
           Tensor pos_emb_, int64_t n_head_, double eps_)
       : norms(std::move(norms_)), tok_emb(std::move(tok_emb_)), pos_emb(std::move(pos_emb_)), n_head(n_head_),
         eps(eps_) {
@@ -97,7 +100,7 @@ struct Weights {
       L[i].one = *lin[3 * i];
       L[i].many = *lin[3 * i + 1];
       L[i].bias = lin[3 * i + 2].has_value() ? *lin[3 * i + 2] : Tensor();
-      L[i].packed = packed;
+      L[i].packed_min_rows = packed_min_rows;
     }
     TORCH_CHECK(norms.size() == 4 * (L.size() / 4) + 2, "ln1, ln2 per layer and ln_f: weight and bias each");
   }
@@ -138,7 +141,7 @@ struct Weights {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<Weights>(m, "Weights")
-      .def(pybind11::init<const std::vector<std::optional<Tensor>>&, bool, std::vector<Tensor>, Tensor, Tensor,
+      .def(pybind11::init<const std::vector<std::optional<Tensor>>&, int64_t, std::vector<Tensor>, Tensor, Tensor,
                           int64_t, double>())
       .def("step", &Weights::step, "one GPT decode step (engine/decoding/fused.py)");
 }

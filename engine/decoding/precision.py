@@ -2,10 +2,10 @@
 (a copy whose Linear layers hold int8 weights and quantize their input per call, torch.ao's dynamic quantization),
 and with its linears' weights as trained (linear "aten": F.linear) or prepared for the CPU (linear "packed").
 
-"packed" (PackedLinear): each weight is kept twice, transposed to (in, out) for one row at a time (MKL's
-matrix-vector product then reads it in order: batch-1 greedy) and in oneDNN's blocked layout for more rows (beams,
-batches, the prefill), where oneDNN's packed GEMM beats MKL's on small row counts (python -m engine.bench
-engines measures the gain). The products are summed in another order, so logits may differ in the last bits:
+"packed" (PackedLinear): each weight is kept twice, transposed to (in, out) for up to PACKED_MIN_ROWS - 1 rows
+(MKL then reads it in order: batch-1 greedy, a beam of one problem, a prompt's prefill) and in oneDNN's blocked
+layout for more (wide batches), where oneDNN's packed GEMM beats MKL's (python -m engine.bench engines measures
+the gain). The products are summed in another order, so logits may differ in the last bits:
 "packed" is in the equivalence tests like every exact option (same tokens, scores within 1e-4). On a GPU, or a
 torch without oneDNN, the copy is the model itself. int8-dynamic's linears are quantized modules: "packed" leaves
 them as they are.
@@ -29,10 +29,20 @@ from .options import LINEARS, PRECISIONS
 _copies: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
+_registered = [0]  # parameters registered on any module so far (a new or replaced weight counts)
+torch.nn.modules.module.register_module_parameter_registration_hook(
+    lambda module, name, param: _registered.__setitem__(0, _registered[0] + 1))
+_params: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
 def signature(model: nn.Module) -> tuple:
     """Changes when any weight is replaced or written in place (inference tensors, such as a copy made under
-    inference_mode, keep no version counter: their address alone)."""
-    return tuple((p.data_ptr(), -1 if p.is_inference() else p._version) for p in model.parameters())
+    inference_mode, keep no version counter: their address alone). The parameter list is walked once and kept
+    until any module registers a parameter: a walk of the module tree costs more than a short decode's setup."""
+    held = _params.get(model)
+    if held is None or held[0] != _registered[0]:
+        held = _params[model] = (_registered[0], tuple(model.parameters()))
+    return tuple((p.data_ptr(), -1 if p.is_inference() else p._version) for p in held[1])
 
 
 def _convert(model: nn.Module, precision: str) -> nn.Module:
@@ -46,9 +56,17 @@ def _convert(model: nn.Module, precision: str) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(twin.float(), {nn.Linear}, dtype=torch.qint8).eval()
 
 
+# Rows from which oneDNN's packed GEMM beats MKL's on the (in, out) weight, measured for the shipped model's four
+# linear shapes on one thread (Xeon, AVX2): the sum of the four shapes' times in microseconds
+#   rows        1     10     30     43    300    1300
+#   (in, out)  40    139    318    510   3346  13546
+#   packed    108    185    392    623   3203  12849
+PACKED_MIN_ROWS = 64
+
+
 class PackedLinear(nn.Module):
-    """nn.Linear's forward with the weight prepared for the CPU: transposed for a single row, oneDNN-packed for
-    more. Holds copies, not the trained parameters (it is made for decoding, under no_grad)."""
+    """nn.Linear's forward with the weight prepared for the CPU: transposed for a few rows, oneDNN-packed for
+    PACKED_MIN_ROWS or more. Holds copies, not the trained parameters (it is made for decoding, under no_grad)."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -59,10 +77,11 @@ class PackedLinear(nn.Module):
         self.bias = None if linear.bias is None else linear.bias.detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() != x.size(-1):  # several rows: oneDNN's packed GEMM
+        rows = x.numel() // x.size(-1)
+        if rows >= PACKED_MIN_ROWS:  # many rows: oneDNN's packed GEMM
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-        row = x.reshape(1, -1)
-        y = row @ self.wt if self.bias is None else torch.addmm(self.bias, row, self.wt)
+        flat = x.reshape(rows, -1)
+        y = flat @ self.wt if self.bias is None else torch.addmm(self.bias, flat, self.wt)
         return y.view(*x.shape[:-1], self.out_features)
 
 
