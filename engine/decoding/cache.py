@@ -173,6 +173,11 @@ class SharedPrefixCache:
             return k, v
         return self.inner.update(layer, k, v)
 
+    def hold_prefix(self, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
+        """The prefill's keys and values of every layer at once (the fused prefill writes no cache itself);
+        advance() then makes them the shared prefix, as after update() layer by layer."""
+        self._pk, self._pv = list(ks), list(vs)
+
     def advance(self, n: int) -> None:
         if self.prefix_k is None:
             self.plen += n

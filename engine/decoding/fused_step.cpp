@@ -45,14 +45,20 @@ Tensor apply(const Linear& l, const Tensor& x) {  // x (R, in) -> (R, out)
   return l.bias.defined() ? at::addmm(l.bias, x, w) : at::mm(x, w);
 }
 
-// softmax(q k^T / sqrt(D)) v, the model's attend(): q (R, H, 1, D), k, v (R, H, S, D), mask (R, 1, 1, S) or undefined.
+// softmax(q k^T / sqrt(D)) v, the model's attend(): q (R, H, T, D), k, v (R, H, S, D), mask (R, 1, T, S) or
+// undefined: then causal over T = S positions (nothing to mask for one query).
 Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool sdpa) {
+  const int64_t T = q.size(2);
   if (sdpa) {
-    return at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<Tensor>(mask) : std::nullopt);
+    return at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<Tensor>(mask) : std::nullopt,
+                                            0.0, !mask.defined() && T > 1);
   }
   Tensor att = at::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(k.size(-1))));
   if (mask.defined()) {
     att = att.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+  } else if (T > 1) {
+    att = att.masked_fill(at::ones({T, T}, q.options().dtype(at::kBool)).tril().logical_not(),
+                          -std::numeric_limits<double>::infinity());
   }
   return at::matmul(at::softmax(att, -1), v);
 }
@@ -137,11 +143,59 @@ struct Weights {
     Tensor h = at::layer_norm(x, {C}, norms[4 * n_layer], norms[4 * n_layer + 1], eps);
     return apply(L[4 * n_layer], h);
   }
+
+  // The prefill: GPT.forward(idx, pos, mask, cache, last_only=True) on an empty cache. idx, pos (R, T) long (pos
+  // None: 0..T-1); mask (R, 1, T, T) bool or None (causal). k_bufs, v_bufs: a static cache's per-layer buffers,
+  // written at [0, T); empty lists for a shared-prefix cache, whose prompt part is returned instead. Returns the
+  // logits (R, V) of the last position, then the keys and values of every layer (R, H, T, D), contiguous, when
+  // the cache is shared.
+  std::vector<Tensor> prefill(const Tensor& idx, const std::optional<Tensor>& pos, const std::optional<Tensor>& mask_in,
+                              const std::vector<Tensor>& k_bufs, const std::vector<Tensor>& v_bufs, bool sdpa) const {
+    at::InferenceMode guard;
+    const int64_t R = idx.size(0), T = idx.size(1), C = tok_emb.size(1), H = n_head, D = C / H;
+    const size_t n_layer = (L.size() - 1) / 4;
+    const bool shared = k_bufs.empty();
+    TORCH_CHECK(shared || k_bufs.size() == n_layer, "one key and one value buffer per layer, or none");
+    Tensor mask = mask_in.has_value() ? *mask_in : Tensor();
+    Tensor x = at::embedding(tok_emb, idx) + (pos.has_value() ? pos_emb.index_select(0, pos->reshape(-1)).view({R, T, C})
+                                                              : pos_emb.narrow(0, 0, T).unsqueeze(0));
+    std::vector<Tensor> out{Tensor()};
+    for (size_t i = 0; i < n_layer; ++i) {
+      const bool last = i + 1 == n_layer;  // past its attention, the last layer runs the last position only
+      Tensor h = at::layer_norm(x, {C}, norms[4 * i], norms[4 * i + 1], eps);
+      Tensor qkv = apply(L[4 * i], h.reshape({R * T, C})).view({R, T, 3, H, D}).permute({2, 0, 3, 1, 4});
+      Tensor q = qkv[0], k = qkv[1], v = qkv[2], ks = k, vs = v;
+      if (shared) {
+        out.push_back(k.contiguous());
+        out.push_back(v.contiguous());
+      } else {
+        k_bufs[i].narrow(2, 0, T).copy_(k);
+        v_bufs[i].narrow(2, 0, T).copy_(v);
+        ks = k_bufs[i].narrow(2, 0, T);
+        vs = v_bufs[i].narrow(2, 0, T);
+      }
+      Tensor m = mask;
+      int64_t Tq = T;
+      if (last && T > 1) {
+        q = q.narrow(2, T - 1, 1);
+        Tq = 1;
+        if (m.defined()) m = m.narrow(2, T - 1, 1);
+      }
+      Tensor y = attend(q, ks, vs, m, sdpa).transpose(1, 2).reshape({R * Tq, C});
+      x = (Tq == T ? x : x.narrow(1, T - 1, 1)) + apply(L[4 * i + 1], y).view({R, Tq, C});
+      h = at::layer_norm(x, {C}, norms[4 * i + 2], norms[4 * i + 3], eps);
+      x = x + apply(L[4 * i + 3], at::gelu(apply(L[4 * i + 2], h.reshape({R * Tq, C})))).view({R, Tq, C});
+    }
+    Tensor h = at::layer_norm(x.select(1, x.size(1) - 1), {C}, norms[4 * n_layer], norms[4 * n_layer + 1], eps);
+    out[0] = apply(L[4 * n_layer], h);
+    return out;
+  }
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<Weights>(m, "Weights")
       .def(pybind11::init<const std::vector<std::optional<Tensor>>&, int64_t, std::vector<Tensor>, Tensor, Tensor,
                           int64_t, double>())
-      .def("step", &Weights::step, "one GPT decode step (engine/decoding/fused.py)");
+      .def("step", &Weights::step, "one GPT decode step (engine/decoding/fused.py)")
+      .def("prefill", &Weights::prefill, "the prefill of an empty cache (engine/decoding/fused.py)");
 }

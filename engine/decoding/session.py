@@ -136,8 +136,11 @@ class BatchSession(_Timed):
             P = self.P
             if self.recompute:
                 return self._recompute(P)[:, -1]
-            logits = self.model(self.idx, pos=self._positions(0, P), mask=self._mask_full(P), cache=self.cache,
-                                attention=self.opts.attention, last_only=True)
+            if self.fused is not None:
+                logits = self._fused_prefill()[:, None]
+            else:
+                logits = self.model(self.idx, pos=self._positions(0, P), mask=self._mask_full(P), cache=self.cache,
+                                    attention=self.opts.attention, last_only=True)
             self.cache.advance(P)
         return logits[:, -1]
 
@@ -173,6 +176,19 @@ class BatchSession(_Timed):
             prefix, static = (cache.prefix_k, cache.prefix_v, cache.prefix_mask), cache.inner
         k, v = static.buffers(tok.size(0), cfg.n_head, cfg.n_embd // cfg.n_head, self.cache_like())
         return fused_step(self.fused, tok, pos, S - 1, k, v, self._key_mask(S), prefix, self.opts.attention)
+
+    def _fused_prefill(self) -> torch.Tensor:
+        """Logits (rows, V) after every prompt from decoding/fused.py: the module path's prefill in one C++ call,
+        filling the static cache or the shared-prefix cache's prompt part (the caller advances it)."""
+        cfg, cache, P = self.model.config, self.cache, self.P
+        k, v = [], []
+        if not self.shared:
+            k, v = cache.buffers(self.idx.size(0), cfg.n_head, cfg.n_embd // cfg.n_head, self.cache_like())
+        out = self.fused.prefill(self.idx, self._positions(0, P), self._mask_full(P), k, v,
+                                 self.opts.attention == "sdpa")
+        if self.shared:
+            cache.hold_prefix(out[1::2], out[2::2])
+        return out[0]
 
     def cache_like(self) -> torch.Tensor:
         """A tensor of the cache's dtype and device (the model's activations)."""
