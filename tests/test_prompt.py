@@ -99,6 +99,13 @@ def fed(monkeypatch):
         return original(self, idx, *args, **kwargs)
 
     monkeypatch.setattr(GPT, "forward", spy)
+    fused_prefill = BatchSession._fused_prefill  # the fused step's prefill runs in C++, not through forward()
+
+    def spy_fused(self):
+        seen.extend(row.tolist() for row in self.idx)
+        return fused_prefill(self)
+
+    monkeypatch.setattr(BatchSession, "_fused_prefill", spy_fused)
     return seen
 
 
