@@ -16,6 +16,7 @@ from engine.bench import util as bench_util
 from engine.checkpoint import export_hf, save_checkpoint
 from engine.data import ALL_PAIRS, generate, random_problem, write_dataset
 from engine.decoding import preset
+from engine.decoding.session import BatchSession
 from engine.model import GPT, PRESETS, GPTConfig
 from engine.poly import PolynomialError
 from engine.profiler import profile_run
@@ -88,7 +89,8 @@ def e1_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def fed(monkeypatch):
-    """The prompt of every decode: the ids of each model call that starts a sequence (no cache yet)."""
+    """The prompt of every decode: the ids of each model call that starts a sequence (no cache yet), through the
+    modules or the fused step."""
     seen: list[list[int]] = []
     original = GPT.forward
 
