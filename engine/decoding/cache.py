@@ -69,11 +69,13 @@ class ConcatCache:
 class StaticCache:
     """Per layer one preallocated (B, H, max_len, D) buffer for keys and one for values, written in place.
 
-    The slice [:, :, :S] of a (B, H, max_len, D) buffer keeps B and H mergeable, so attention's
-    matmuls read it without a copy. A reorder writes the positions stored so far into a second set
-    of buffers with index_select(out=...) and swaps the two sets; dropping rows uses the first n rows.
-    Positions not written yet are never read, so the buffers are left uninitialised, unless `zeroed`: the
-    compiled step (GPT.decode_step) reads whole buffers, masked, and needs finite values everywhere.
+    All of them are views of one (2 * n_layer, B, H, max_len, D) tensor (keys of every layer, then values), so
+    a reorder is one index_select for the whole cache, not one per layer and tensor. The slice [:, :, :S] of a
+    layer's buffer keeps B and H mergeable, so attention's matmuls read it without a copy. A reorder writes the
+    positions stored so far into a second such tensor with index_select(out=...) and swaps the two; dropping
+    rows uses the first n rows. Positions not written yet are never read, so the buffers are left
+    uninitialised, unless `zeroed`: the compiled step (GPT.decode_step) reads whole buffers, masked, and needs
+    finite values everywhere.
     """
 
     prefix_k = None
@@ -85,27 +87,30 @@ class StaticCache:
     def _buffer(self, like: torch.Tensor, shape) -> torch.Tensor:
         return like.new_zeros(shape) if self.zeroed else like.new_empty(shape)
 
+    def _use(self, buf: torch.Tensor | None) -> None:
+        """Make `buf` (2 * n_layer, B, H, max_len, D) the cache: k and v are its per-layer views."""
+        self.buf = buf
+        self.k = [] if buf is None else list(buf[:self.n_layer])
+        self.v = [] if buf is None else list(buf[self.n_layer:])
+
     def reset(self) -> None:
-        self.k: list[torch.Tensor] = []
-        self.v: list[torch.Tensor] = []
-        self.spare: list[torch.Tensor] = []  # k buffers then v buffers, the reorder target
+        self._use(None)
+        self.spare: torch.Tensor | None = None  # the reorder target
         self.pos = 0
 
     def buffers(self, rows: int, n_head: int, head_dim: int, like: torch.Tensor) -> tuple[list, list]:
         """The key and value buffers, per layer (rows, H, max_len, D), allocated on first use (the fused step
         writes them itself: decoding/fused.py)."""
-        if not self.k:
-            self.k = [self._buffer(like, (rows, n_head, self.max_len, head_dim)) for _ in range(self.n_layer)]
-            self.v = [self._buffer(like, (rows, n_head, self.max_len, head_dim)) for _ in range(self.n_layer)]
+        if self.buf is None:
+            self._use(self._buffer(like, (2 * self.n_layer, rows, n_head, self.max_len, head_dim)))
         if self.pos >= self.max_len:
             raise ValueError(f"static cache holds {self.max_len} positions; asked for {self.pos + 1}")
         return self.k, self.v
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, H, T, D = k.shape
-        if not self.k:
-            self.k = [self._buffer(k, (B, H, self.max_len, D)) for _ in range(self.n_layer)]
-            self.v = [self._buffer(k, (B, H, self.max_len, D)) for _ in range(self.n_layer)]
+        if self.buf is None:
+            self._use(self._buffer(k, (2 * self.n_layer, B, H, self.max_len, D)))
         end = self.pos + T
         if end > self.max_len:
             raise ValueError(f"static cache holds {self.max_len} positions; asked for {end}")
@@ -117,28 +122,31 @@ class StaticCache:
         self.pos += n
 
     def reorder(self, beam_idx: torch.Tensor) -> None:
-        n, bufs = beam_idx.numel(), self.k + self.v
-        if not self.spare or self.spare[0].size(0) < n:
-            self.spare = [self._buffer(b, (n,) + b.shape[1:]) for b in bufs]
-        outs = [t[:n] for t in self.spare]  # the first n rows of a contiguous buffer are contiguous
-        for src, out in zip(bufs, outs):  # only the positions stored so far, straight into place
-            torch.index_select(src[:, :, :self.pos], 0, beam_idx, out=out[:, :, :self.pos])
-        self.spare = bufs
-        self.k, self.v = outs[:self.n_layer], outs[self.n_layer:]
+        n, buf = beam_idx.numel(), self.buf
+        if self.spare is None or self.spare.size(1) < n:
+            self.spare = self._buffer(buf, (buf.size(0), n) + buf.shape[2:])
+        out = self.spare[:, :n]  # each layer's first n rows of a contiguous buffer are contiguous
+        # only the positions stored so far, straight into place, every layer's keys and values in one call
+        torch.index_select(buf[:, :, :, :self.pos], 1, beam_idx, out=out[:, :, :, :self.pos])
+        self.spare = buf
+        self._use(out)
 
     def clone_rows(self, beam_idx: list[int]) -> None:
-        self.k = [torch.cat([t[r:r + 1].clone() for r in beam_idx]) for t in self.k]
-        self.v = [torch.cat([t[r:r + 1].clone() for r in beam_idx]) for t in self.v]
-        self.spare = []
+        """The seed's way: every surviving row deep-copies its parent's cache (all layers), one row at a time."""
+        buf = self.buf
+        new = buf.new_empty((buf.size(0), len(beam_idx)) + buf.shape[2:])
+        for j, r in enumerate(beam_idx):
+            new[:, j].copy_(buf[:, r])
+        self._use(new)
+        self.spare = None
 
     def expand(self, k: int) -> None:
-        self.k = [t.repeat_interleave(k, dim=0) for t in self.k]
-        self.v = [t.repeat_interleave(k, dim=0) for t in self.v]
-        self.spare = []
+        self._use(self.buf.repeat_interleave(k, dim=1))
+        self.spare = None
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+        return 0 if self.buf is None else self.buf.numel() * self.buf.element_size()
 
 
 class SharedPrefixCache:
