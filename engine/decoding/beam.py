@@ -1,9 +1,9 @@
 """Beam search, batched over problems, as a generator of Step events (decode.py states the rule it follows:
 Hugging Face generate() with num_beams=K, do_sample=False, early_stopping=False).
 
-Each step has a tensor half (_select: the top 2K candidates of every problem at once, on the device) and a
-Python half (_advance_problems: finished hypotheses, early stop, the Step's beams and the parent rows the
-session keeps).
+Each step has a tensor half (_select: the top 2K candidates of every problem at once, on the device; with
+step="fused" the same operations run in one C++ call, fused_step.cpp's beam_select) and a Python half
+(_advance_problems: finished hypotheses, early stop, the Step's beams and the parent rows the session keeps).
 
 With opts.stop_on_verified and an acceptance check `accept(problem, ids) -> bool`, a problem also stops at
 the first step where a hypothesis that ends with END and joins its finished list is accepted; its rows leave
@@ -47,6 +47,7 @@ def beam_search(model, prompts, opts: DecodeOptions, accept: Accept | None = Non
     K, V = opts.width, model.config.vocab_size
     accept = accept if opts.stop_on_verified else None
     sess = open_session(model, prompts, opts)
+    fused_select = sess.fused_beam_select()  # C++ selection where the step is fused, else None
     problems = [_Problem(b, [()] * K, [-1] * K, []) for b in range(len(prompts))]
     active = list(problems)
     steps, prefill_ms, live_tok, live_scores = [], 0.0, None, None
@@ -62,13 +63,20 @@ def beam_search(model, prompts, opts: DecodeOptions, accept: Accept | None = Non
                     start[0] = 0.0  # HF: only the first copy of the prompt may pick tokens at step 0
                     cand = logprobs[:, None, :] + start[None, :, None]  # (G, K, V)
                     sess.expand(K)
+                elif fused_select is not None:  # log-softmax and the tensor half below in one C++ call
+                    logits = sess.step(live_tok)
                 else:
                     logprobs = F.log_softmax(sess.step(live_tok).float(), dim=-1)
                     cand = logprobs.view(len(active), K, V) + live_scores[:, :, None]
                 with phase("beam_select"):
-                    sel = _select(cand.view(len(active), K * V), K, V, step + 1, opts.length_penalty, last)
-                    live_scores, live_tok = sel["live_scores"], sel["live_tok"]
-                    host = _to_host(sel)
+                    if step > 0 and fused_select is not None:
+                        matrix, live_scores, live_tok, logprobs = fused_select(
+                            logits, live_scores, K, step + 1, opts.length_penalty, last, SEP_ID)
+                    else:
+                        sel = _select(cand.view(len(active), K * V), K, V, step + 1, opts.length_penalty, last)
+                        live_scores, live_tok = sel["live_scores"], sel["live_tok"]
+                        matrix = _host_matrix(sel)
+                    host = _split_host(matrix)
                     if opts.alternatives:
                         host["alternatives"] = _alternatives(logprobs, opts.alternatives, K if step == 0 else 1)
             beams, keep, parents, stops = _advance_problems(active, host, K, last, accept)
@@ -107,15 +115,21 @@ HOST_FIELDS = (("top_scores", float), ("ranked", float), ("src", int), ("tok", i
                ("live_scores", float), ("live_src", int), ("best", float))
 
 
-def _to_host(sel: dict) -> dict:
-    """The fields _advance_problems reads, as per-problem Python lists, in ONE device-to-host transfer: every
-    field goes into one float32 (G, columns) tensor (ids and indices < 2**24 are exact there; the scores are
-    float32 already), and the columns are split again here."""
-    parts = [sel[name].reshape(sel[name].size(0), -1).to(torch.float32) for name, _ in HOST_FIELDS]
-    rows = torch.cat(parts, dim=1).tolist()
+def _host_matrix(sel: dict) -> torch.Tensor:
+    """Every field _advance_problems reads in one float32 (G, columns) tensor, for ONE device-to-host transfer
+    (ids and indices < 2**24 are exact there; the scores are float32 already). fused_step.cpp's beam_select
+    builds the same matrix."""
+    return torch.cat([sel[name].reshape(sel[name].size(0), -1).to(torch.float32) for name, _ in HOST_FIELDS], dim=1)
+
+
+def _split_host(matrix: torch.Tensor) -> dict:
+    """The host matrix as per-problem Python lists, field by field (K = columns // 13: 2K for the first five
+    fields, K for the next three, 1 for best)."""
+    rows = matrix.tolist()
+    K = matrix.size(1) // 13
     host, lo = {}, 0
-    for (name, kind), part in zip(HOST_FIELDS, parts):
-        hi = lo + part.size(1)
+    for (name, kind), width in zip(HOST_FIELDS, (2 * K,) * 5 + (K,) * 3 + (1,)):
+        hi = lo + width
         host[name] = [row[lo:hi] if kind is float else list(map(kind, row[lo:hi])) for row in rows]
         lo = hi
     host["best"] = [row[0] for row in host["best"]]

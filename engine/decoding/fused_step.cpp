@@ -192,7 +192,36 @@ struct Weights {
   }
 };
 
+// One step of beam search's tensor half after the first (decoding/beam.py: log-softmax, _select and _host_matrix), the
+// same operations in one call. logits (G * K, V); live_scores (G, K). Returns the host matrix (G, 13 K + 1)
+// float32 (top_scores, ranked, src, tok, ends: 2 K columns each; nxt, live_scores, live_src: K each; best),
+// live_scores (G, K), live_tok (G, K) and the log-probs (G * K, V).
+std::vector<Tensor> beam_select(const Tensor& logits, const Tensor& live_scores_in, int64_t K, int64_t length,
+                                double length_penalty, bool last, int64_t sep) {
+  at::InferenceMode guard;
+  const int64_t G = live_scores_in.size(0), V = logits.size(-1);
+  Tensor logprobs = at::log_softmax(logits.to(at::kFloat), -1);
+  Tensor cand = (logprobs.view({G, K, V}) + live_scores_in.unsqueeze(2)).view({G, K * V});
+  auto top = cand.topk(2 * K, -1);
+  Tensor top_scores = std::get<0>(top), top_idx = std::get<1>(top);
+  Tensor src = top_idx.floor_divide(V), tok = top_idx.remainder(V);
+  Tensor ends = last ? at::ones_like(tok, tok.options().dtype(at::kBool)) : tok.eq(sep);
+  Tensor running = top_scores + ends.to(at::kFloat) * -1e9;
+  Tensor nxt = std::get<1>(running.topk(K, -1));
+  Tensor live_scores = running.gather(1, nxt);
+  const double norm = std::pow(static_cast<double>(length), length_penalty);
+  Tensor best = live_scores.select(1, 0) / norm;
+  Tensor ranked = top_scores / norm;
+  Tensor live_src = src.gather(1, nxt), live_tok = tok.gather(1, nxt);
+  std::vector<Tensor> parts;
+  for (const Tensor& t : {top_scores, ranked, src, tok, ends, nxt, live_scores, live_src, best}) {
+    parts.push_back(t.reshape({G, -1}).to(at::kFloat));
+  }
+  return {at::cat(parts, 1), live_scores, live_tok, logprobs};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("beam_select", &beam_select, "beam search's tensor half of a step (engine/decoding/beam.py)");
   pybind11::class_<Weights>(m, "Weights")
       .def(pybind11::init<const std::vector<std::optional<Tensor>>&, int64_t, std::vector<Tensor>, Tensor, Tensor,
                           int64_t, double>())

@@ -19,7 +19,7 @@ import torch
 
 from .cache import make_cache
 from .compiled import compiled_step
-from .fused import fused_step, session_weights
+from .fused import extension as fused_extension, fused_step, session_weights
 from .precision import model_at
 from ..device import phase, synchronize
 from ..tokenizer import PAD_ID
@@ -64,6 +64,10 @@ class _Timed:
     @property
     def cache_bytes(self) -> int:
         return 0
+
+    def fused_beam_select(self):
+        """The C++ tensor half of a beam step (BatchSession with the fused step), or None."""
+        return None
 
 
 class BatchSession(_Timed):
@@ -189,6 +193,11 @@ class BatchSession(_Timed):
         if self.shared:
             cache.hold_prefix(out[1::2], out[2::2])
         return out[0]
+
+    def fused_beam_select(self):
+        """fused_step.cpp's beam_select where the step is fused (same operations as beam.py's tensor half), else
+        None."""
+        return None if self.fused is None else fused_extension().beam_select
 
     def cache_like(self) -> torch.Tensor:
         """A tensor of the cache's dtype and device (the model's activations)."""
