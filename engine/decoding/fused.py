@@ -7,9 +7,10 @@ same weights in the same layouts (F.linear's transposed view for linear "aten"; 
 oneDNN-packed copies for "packed"), so outputs match the module path; it is in the equivalence tests like every
 exact option, and python -m engine.bench engines measures what it saves.
 
-The extension is compiled with torch.utils.cpp_extension on first use (a C++ compiler and ninja; about half a
-minute once, then cached under torch's extensions folder). Runs on the static KV cache (plain, or as the
-shared-prefix cache's generated part); the prefill stays on the module path.
+It covers the prefill (the prompt into an empty cache) and every decode step, on the static KV cache (plain, or
+as the shared-prefix cache's generated part), and beam search's per-step selection (beam.py). The extension is
+compiled with torch.utils.cpp_extension on first use (a C++ compiler and ninja; about half a minute once, then
+cached under torch's extensions folder); where it cannot be built, decoding warns and runs the module path.
 """
 from __future__ import annotations
 
