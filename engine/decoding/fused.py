@@ -97,8 +97,8 @@ def _prepare(model: nn.Module):
     norms += [model.ln_f.weight.detach(), model.ln_f.bias.detach()]
     if len(kinds) != 1:
         raise ValueError("step=fused needs every linear of the model in one layout")
-    return extension().Weights(lin, PACKED_MIN_ROWS if kinds.pop() else 0, norms, model.tok_emb.weight.detach(), model.pos_emb.detach()[0],
-                               model.config.n_head, model.ln_f.eps)
+    return extension().Weights(lin, PACKED_MIN_ROWS if kinds.pop() else 0, norms, model.tok_emb.weight.detach(),
+                               model.pos_emb.detach()[0], model.config.n_head, model.ln_f.eps)
 
 
 def weights(model: nn.Module):
@@ -112,7 +112,7 @@ def weights(model: nn.Module):
 
 
 def fused_step(w, tok: torch.Tensor, pos: torch.Tensor, t: int, k_bufs, v_bufs, key_mask: torch.Tensor | None,
-         prefix=None, attention: str = "sdpa") -> torch.Tensor:
+               prefix=None, attention: str = "sdpa") -> torch.Tensor:
     """Logits (R, V) for one new token per row: GPT.forward(tok[:, None], pos, key_mask, cache)[:, -1] on a
     static cache whose buffers are k_bufs, v_bufs (written at t, or t - P under a shared prefix); w from
     weights(model). prefix: (prefix_k, prefix_v, prefix_mask) of a shared-prefix cache, or None."""

@@ -178,7 +178,7 @@ class BatchSession(_Timed):
         prefix, static = None, cache
         if self.shared:
             prefix, static = (cache.prefix_k, cache.prefix_v, cache.prefix_mask), cache.inner
-        k, v = static.buffers(tok.size(0), cfg.n_head, cfg.n_embd // cfg.n_head, self.cache_like())
+        k, v = static.buffers(tok.size(0), cfg.n_head, cfg.head_dim, self.cache_like())
         return fused_step(self.fused, tok, pos, S - 1, k, v, self._key_mask(S), prefix, self.opts.attention)
 
     def _fused_prefill(self) -> torch.Tensor:
@@ -187,7 +187,7 @@ class BatchSession(_Timed):
         cfg, cache, P = self.model.config, self.cache, self.P
         k, v = [], []
         if not self.shared:
-            k, v = cache.buffers(self.idx.size(0), cfg.n_head, cfg.n_embd // cfg.n_head, self.cache_like())
+            k, v = cache.buffers(self.idx.size(0), cfg.n_head, cfg.head_dim, self.cache_like())
         out = self.fused.prefill(self.idx, self._positions(0, P), self._mask_full(P), k, v,
                                  self.opts.attention == "sdpa")
         if self.shared:
