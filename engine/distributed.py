@@ -46,8 +46,12 @@ def init(device: torch.device) -> tuple[Dist, torch.device]:
     return d, device
 
 
-def close(d: Dist) -> None:
+def close(d: Dist, *, ok: bool = True) -> None:
+    """Leave the process group. After a clean run every rank first waits for the others (`ok`): gloo aborts a
+    process that tears its group down while a peer is still sending."""
     if d.enabled and dist.is_initialized():
+        if ok:
+            dist.barrier()
         dist.destroy_process_group()
 
 

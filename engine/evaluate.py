@@ -102,10 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples < 1:
         ap.error("--samples must be >= 1")
     d, device = distributed.init(device)
+    ok = False
     try:
-        return run(args, d, device)
+        code = run(args, d, device)
+        ok = True
+        return code
     finally:
-        distributed.close(d)
+        distributed.close(d, ok=ok)
 
 
 def run(args, d: Dist, device) -> int:

@@ -278,10 +278,13 @@ def main(argv: list[str] | None = None) -> GPT:
     d, device = distributed.init(torch.device(args.device))
     args.world_size = d.world_size
     logging.basicConfig(level=logging.INFO if d.is_main else logging.WARNING, format="%(message)s")
+    ok = False
     try:
-        return run(args, d, device)
+        model = run(args, d, device)
+        ok = True
+        return model
     finally:
-        distributed.close(d)
+        distributed.close(d, ok=ok)
 
 
 def run(args, d: Dist, device: torch.device) -> GPT:
