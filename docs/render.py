@@ -272,11 +272,16 @@ def model_block(stem: str) -> str:
              f"heads, {cfg['n_embd']} wide, block {cfg['block_size']}, prompt format `{cfg['prompt_format']}`, "
              f"{cfg.get('answer_order', 'ascending')} answers, {params:,} stored values; {meta['steps']:,} steps in {meta['train_minutes']} training minutes. "
              "The run, invocation by invocation (from the JSON's `meta.history`):", "",
-             "| steps | training minutes | lr | small-coefficient share | degree-pair mix |", "|---|---|---|---|---|"]
+             "| steps | training minutes | lr | budget (cool-down share) | started from | small-coefficient share | "
+             "degree-pair mix |", "|---|---|---|---|---|---|---|"]
     for h in meta.get("history", []):
         mix = str(h.get("mix", "")).replace(" (final; see schedule)", "")
+        budget = f"{h['minutes']} min" if h.get("minutes") else f"{h.get('max_steps')} steps"
+        if h.get("cooldown") is not None:
+            budget += f" ({h['cooldown']})"
+        origin = h.get("resumed_from") or (f"--init {h['init']}" if h.get("init") else "")
         lines.append(f"| {h['from_step']:,}-{h['to_step']:,} | {h['from_minutes']}-{h['to_minutes']} | {h.get('lr')} | "
-                     f"{h.get('small_share') or 0} | {mix.replace(',', ', ')} |")
+                     f"{budget} | {origin} | {h.get('small_share') or 0} | {mix.replace(',', ', ')} |")
     return "\n".join(lines)
 
 

@@ -47,7 +47,12 @@ def load_subject(checkpoint: str | None = None, preset: str | None = None, smoke
     device = next(w.model.parameters()).device
     if w.checkpoint is None:
         return Subject(w.model, w.source, False, device, SMOKE_ANSWER_CAP if smoke else None)
-    return Subject(w.model, f"checkpoint {w.source}", True, device)
+    from ..capability import weights_digest
+
+    steps = (w.meta or {}).get("steps")
+    trained = f"{steps:,} training steps, " if isinstance(steps, int) else ""
+    return Subject(w.model, f"checkpoint {w.source} ({trained}sha256 {weights_digest(w.checkpoint)[:12]})", True,
+                   device)
 
 
 def problems(pair: tuple[int, int], n: int) -> list[Problem]:
