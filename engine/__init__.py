@@ -24,12 +24,11 @@ from .decoding import (ATTENTIONS, BEAM_CACHES, CACHE_STRATEGIES, CACHES, CUSTOM
                        ct2_decode, decode, decode_polynomials, hf_decode, make_cache, options, parse_stages, preset,
                        rank_answers, run_to_completion, solve, verifier)
 from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, Weights, export_hf, import_seed_checkpoint,
-                         load_checkpoint, load_model, load_weights, save_checkpoint)
+                         load_checkpoint, load_model, load_weights, save_checkpoint, weights_digest)
 from .profiler import PHASES, TRACE_SUFFIXES, list_runs, profile_run, read_timeline
 from .export import exported_ct2, exported_hf
 from .bench import GEN_CASES, SUITES, case_problems, format_table, run_suite
 from .cli import add_runtime_args, apply_runtime_args
 from .examples import read_examples
 from .capability import SETS as CAPABILITY_SETS
-from .capability import (Capability, capability, decoder_label, pairs_for_degree, read_capability,
-                         weights_digest)
+from .capability import Capability, capability, decoder_label, pairs_for_degree, read_capability

@@ -8,28 +8,17 @@ from __future__ import annotations
 
 import functools
 import glob
-import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass, field
 
-from .checkpoint import DEFAULT_CHECKPOINT
+from .checkpoint import DEFAULT_CHECKPOINT, weights_digest
 
 MODEL_DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "model")
 SETS = ("standard", "small")  # the training distribution, and P, Q coefficients in [-5, 5]
 _NAME = re.compile(r"eval_(?P<set>[a-z]+)_(?P<decoder>[a-z]+\d*)\.json$")
 _PAIR = re.compile(r"_(\d)_(\d)\.txt$")
-
-
-def weights_digest(checkpoint: str) -> str:
-    """sha256 of the checkpoint's safetensors file (hex)."""
-    path = checkpoint.removesuffix(".safetensors").removesuffix(".json") + ".safetensors"
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def decoder_label(key: str) -> str:

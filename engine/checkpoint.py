@@ -5,6 +5,7 @@ free-form metadata (training recipe, time taken). The model is rebuilt from thes
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -239,6 +240,16 @@ def random_model(preset_name: str, seed: int = 0, end_unreachable: bool = True) 
     torch.manual_seed(seed)
     model = GPT(PRESETS[preset_name])
     return (ban_end(model) if end_unreachable else model).eval()
+
+
+def weights_digest(checkpoint: str) -> str:
+    """sha256 of the checkpoint's safetensors file (hex)."""
+    path = checkpoint.removesuffix(".safetensors").removesuffix(".json") + ".safetensors"
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_weights(checkpoint: str | None = None, preset: str | None = None, device: str | torch.device | None = None,

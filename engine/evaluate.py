@@ -28,8 +28,7 @@ import torch
 from tqdm import tqdm
 
 from . import distributed
-from .capability import weights_digest
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, weights_digest
 from .cli import add_runtime_args, apply_runtime_args
 from .data import read_dataset
 from .decoding import DECODERS, DecodeOptions, best_answer, options, solve

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..checkpoint import load_weights
+from ..checkpoint import load_weights, weights_digest
 from ..data import Problem, generate
 from ..decoding import Decoded, DecodeOptions, Hypothesis, decode, run_to_completion
 from ..device import machine_info, synchronize
@@ -47,8 +47,6 @@ def load_subject(checkpoint: str | None = None, preset: str | None = None, smoke
     device = next(w.model.parameters()).device
     if w.checkpoint is None:
         return Subject(w.model, w.source, False, device, SMOKE_ANSWER_CAP if smoke else None)
-    from ..capability import weights_digest
-
     steps = (w.meta or {}).get("steps")
     trained = f"{steps:,} training steps, " if isinstance(steps, int) else ""
     return Subject(w.model, f"checkpoint {w.source} ({trained}sha256 {weights_digest(w.checkpoint)[:12]})", True,
