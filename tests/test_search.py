@@ -72,6 +72,22 @@ def test_a_check_that_never_accepts_gives_plain_beam_search(model, width):
     assert all(reason != "verified" for s in stopped.steps for _, reason in s.stops)
 
 
+@pytest.mark.parametrize("width", [2, 4])
+def test_stop_on_verified_never_verifies_fewer_problems_than_the_full_search(model, width):
+    """Until it stops, a problem's beams are the full search's, so any answer the full search returns and the
+    check accepts was accepted on the way: the problems solved with the stop include the full search's (and
+    may be more, when the full search pushes an accepted answer out of its final list)."""
+    def accept(problem, ids):  # a check that accepts an arbitrary, fixed third of the answers
+        return hash((problem, tuple(ids))) % 3 == 0
+
+    plain = run(model, PROMPTS, width=width)
+    stopped = run(model, PROMPTS, accept, width=width, stop_on_verified=True)
+    solved = {p for p, hyps in enumerate(plain.hypotheses) if any(h.finished and accept(p, h.ids) for h in hyps)}
+    solved_stop = {p for p, hyps in enumerate(stopped.hypotheses) if any(h.finished and accept(p, h.ids) for h in hyps)}
+    assert solved, "the check must accept something for the test to mean anything"
+    assert solved <= solved_stop
+
+
 def test_without_stop_on_verified_the_check_is_never_called(model):
     accept = scripted({})
     run(model, PROMPTS, accept, width=4)
