@@ -10,6 +10,7 @@ torchrun sets RANK, LOCAL_RANK and WORLD_SIZE. Without them (plain `python -m ..
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -46,13 +47,21 @@ def init(device: torch.device) -> tuple[Dist, torch.device]:
     return d, device
 
 
-def close(d: Dist, *, ok: bool = True) -> None:
-    """Leave the process group. After a clean run every rank first waits for the others (`ok`): gloo aborts a
-    process that tears its group down while a peer is still sending."""
-    if d.enabled and dist.is_initialized():
-        if ok:
-            dist.barrier()
-        dist.destroy_process_group()
+@contextmanager
+def joined(device: torch.device):
+    """init() for the length of a `with` block, yielding (Dist, device); the group is left at its end. After a
+    clean block every rank first waits for the others: gloo aborts a process that tears its group down while a
+    peer is still sending. After an exception there is no barrier, so a failing rank cannot hang."""
+    d, device = init(device)
+    clean = False
+    try:
+        yield d, device
+        clean = True
+    finally:
+        if d.enabled and dist.is_initialized():
+            if clean:
+                dist.barrier()
+            dist.destroy_process_group()
 
 
 def gather_rows(d: Dist, values: list[float], device: torch.device) -> torch.Tensor:

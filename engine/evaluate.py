@@ -100,14 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--limit must be >= 1")
     if args.samples < 1:
         ap.error("--samples must be >= 1")
-    d, device = distributed.init(device)
-    ok = False
-    try:
-        code = run(args, d, device)
-        ok = True
-        return code
-    finally:
-        distributed.close(d, ok=ok)
+    with distributed.joined(device) as (d, device):
+        return run(args, d, device)
 
 
 def run(args, d: Dist, device) -> int:

@@ -275,16 +275,10 @@ def save_state(path, start: Start, step, args, elapsed, history, mix, streams: l
 def main(argv: list[str] | None = None) -> GPT:
     """Train; returns the model (identical on every process under torchrun)."""
     args = parse_args(argv)
-    d, device = distributed.init(torch.device(args.device))
-    args.world_size = d.world_size
-    logging.basicConfig(level=logging.INFO if d.is_main else logging.WARNING, format="%(message)s")
-    ok = False
-    try:
-        model = run(args, d, device)
-        ok = True
-        return model
-    finally:
-        distributed.close(d, ok=ok)
+    with distributed.joined(torch.device(args.device)) as (d, device):
+        args.world_size = d.world_size
+        logging.basicConfig(level=logging.INFO if d.is_main else logging.WARNING, format="%(message)s")
+        return run(args, d, device)
 
 
 def run(args, d: Dist, device: torch.device) -> GPT:
