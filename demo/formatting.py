@@ -129,6 +129,6 @@ def options_summary(opts: engine.DecodeOptions) -> str:
         head = "greedy"
     if opts.stop_on_verified and opts.decoder != "greedy":
         head += ", stop at the first verified"
-    tail = ((", compiled" if opts.compile != "off" else "") + (", packed linears" if opts.linear == "packed" else "")
+    tail = ((", compiled" if opts.compile != "off" else "") + (f", {opts.linear} linears" if opts.linear != "aten" else "")
             + (", fused C++ step" if opts.step == "fused" else ""))
     return f"{head}, cache {opts.cache}, {opts.attention}{tail}"

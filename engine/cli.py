@@ -64,7 +64,8 @@ def add_decode_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--precision", choices=PRECISIONS,
                     help="fp32 (default) | bf16 | int8-dynamic: the last two may change outputs")
     ap.add_argument("--linear", choices=LINEARS,
-                    help="aten: F.linear | packed: weights transposed / oneDNN-packed for the CPU (fastest's; exact)")
+                    help="aten: F.linear | packed: weights transposed / oneDNN-packed for the CPU | tiled: packed with an "
+                         "AVX2 kernel on weight tiles below 64 rows (fastest's); all exact")
     ap.add_argument("--step", choices=STEPS,
                     help="modules: a decode step through the nn.Modules | fused: every layer in one C++ call "
                          "(fastest's; static cache; exact; built with the C++ compiler on first use)")

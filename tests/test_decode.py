@@ -78,11 +78,12 @@ def test_every_option_gives_the_same_beams(model, width):
                dict(cache="static", rebuild_masks=True, grad_mode="no_grad")]
     combos += [dict(cache="static", beam_cache=b, attention=a, compile="inductor")  # decoding/compiled.py
                for b, a in itertools.product(("gather", "clone"), ATTENTIONS)]
-    combos += [dict(cache=c, beam_cache=b, linear="packed")  # decoding/precision.py: transposed / oneDNN weights
-               for c, b in itertools.product(("concat", "static"), BEAM_CACHES)]
-    combos += [dict(cache="none", linear="packed"), dict(cache="concat", one_at_a_time=True, linear="packed")]
+    combos += [dict(cache=c, beam_cache=b, linear=lin)  # decoding/precision.py: transposed / oneDNN / tiled weights
+               for c, b, lin in itertools.product(("concat", "static"), BEAM_CACHES, ("packed", "tiled"))]
+    combos += [dict(cache="none", linear=lin) for lin in ("packed", "tiled")]
+    combos += [dict(cache="concat", one_at_a_time=True, linear=lin) for lin in ("packed", "tiled")]
     combos += [dict(cache="static", beam_cache=b, attention=a, linear=lin, step="fused")  # decoding/fused.py
-               for b, a, lin in itertools.product(BEAM_CACHES, ATTENTIONS, ("aten", "packed"))]
+               for b, a, lin in itertools.product(BEAM_CACHES, ATTENTIONS, ("aten", "packed", "tiled"))]
     combos += [dict(cache="static", step="fused", rebuild_masks=True, grad_mode="no_grad")]
     for kw in combos:
         h, s, t = outcome(run(model, PROMPTS, width=width, max_new=14, **kw))

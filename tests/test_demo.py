@@ -583,14 +583,14 @@ def test_compare_runs_a_compiled_row_with_identical_outputs(lab):
 
 
 def test_compare_runs_the_linear_kernels_with_identical_outputs(lab):
-    """The linear column: fastest (packed linears) against fastest with F.linear gives the same answers, and the
+    """The linear column: fastest (tiled linears) against fastest with F.linear gives the same answers, and the
     labels say which is which; the column applies to our decoder only."""
     rows = [["fastest", "beam", 3, "", "", "", 6, "", "", ""], ["fastest", "beam", 3, "", "", "", 6, "", "", "aten"]]
     verdict, latency, phases, table, raw, progress = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL,
                                                                      "a^4 + 2a^2 + 7", rows, 1))
     assert "Outputs identical" in verdict
-    assert [c["linear"] for c in raw["configurations"]] == ["packed", "aten"]
-    assert "packed linears" in table[0][1] and "packed linears" not in table[1][1]
+    assert [c["linear"] for c in raw["configurations"]] == ["tiled", "aten"]
+    assert "tiled linears" in table[0][1] and "linears" not in table[1][1]
     with pytest.raises(ValueError, match="linear column applies to our decoder"):
         compare_tab.parse_configs([["fastest", "greedy"], ["hf", "greedy", "", "", "", "", 6, "", "", "packed"]])
     with pytest.raises(ValueError, match="row 2: unknown linear"):

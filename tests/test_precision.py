@@ -1,16 +1,19 @@
 """DecodeOptions.precision: bf16 and int8-dynamic decode on a converted copy of the model (never the model itself),
 may change outputs (so they are flagged, not in the equivalence matrix), and fp32 is the model untouched.
-DecodeOptions.linear "packed": a copy whose linears hold CPU-prepared weights, exact (also in test_decode's matrix)."""
+DecodeOptions.linear "packed" and "tiled": a copy whose linears hold CPU-prepared weights, exact (also in
+test_decode's matrix)."""
 from dataclasses import replace
 
 import pytest
 import torch
 
 from engine.decoding import DecodeOptions, decode, model_at, preset, run_to_completion
-from engine.decoding.precision import PackedLinear, packs
+from engine.decoding import fused
+from engine.decoding.precision import PackedLinear, TiledLinear, packs
 from engine.model import GPT, PRESETS
 
 PROMPTS = [[16, 22, 23, 9], [18, 16, 3, 4, 5, 6, 7, 16, 25, 9], [16, 1, 9]]
+TILED = fused.available() and fused.extension().tiled_supported() and packs(GPT(PRESETS["tiny"]))
 
 
 @pytest.fixture()
@@ -98,3 +101,43 @@ def test_packed_is_a_copy_remade_after_a_weight_change(model):
                                                                            for h in g], abs=1e-4)
     bf16 = model_at(model, "bf16", "packed")
     assert bf16 is not model_at(model, "bf16") and next(bf16.parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(not TILED, reason="needs the fused extension, AVX2 and FMA")
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("rows,cols", [(1, 80), (2, 31), (3, 50), (5, 16), (7, 33), (13, 80), (70, 80)])
+def test_tiled_linear_computes_the_linear(bias, rows, cols):
+    """Every kernel shape (1 to 6 rows per pass, 1 to 4 tiles at once, a last tile cut short, oneDNN from 64 rows)
+    against F.linear."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(48, cols, bias=bias)
+    x = torch.randn(rows, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(TiledLinear(lin)(x), lin(x), atol=1e-5, rtol=1e-5)
+        assert TiledLinear(lin)(x[None]).shape == (1, rows, cols)
+
+
+@pytest.mark.skipif(not TILED, reason="needs the fused extension, AVX2 and FMA")
+def test_a_tiled_row_does_not_depend_on_the_rows_beside_it():
+    """Each output is summed in the same order whatever the number of rows (and threads): a problem decoded alone
+    and in a batch gets bit-identical logits below PACKED_MIN_ROWS rows."""
+    torch.manual_seed(1)
+    lin = TiledLinear(torch.nn.Linear(256, 768))
+    x = torch.randn(13, 256)
+    with torch.no_grad():
+        whole = lin(x)
+        for r in range(13):
+            assert torch.equal(lin(x[r:r + 1]), whole[r:r + 1])
+        assert torch.equal(lin(x[3:9]), whole[3:9])
+
+
+@pytest.mark.skipif(not TILED, reason="needs the fused extension, AVX2 and FMA")
+def test_tiled_runs_as_packed_at_bf16_and_says_so(model):
+    """The kernel is float32: at bf16 linear=tiled is linear=packed, with one warning naming why."""
+    from engine.decoding import precision
+    precision._warned.clear()
+    with pytest.warns(RuntimeWarning, match="runs as linear=packed: its kernel is float32"):
+        twin = model_at(model, "bf16", "tiled")
+    assert twin is model_at(model, "bf16", "packed")
+    assert not any(isinstance(m, TiledLinear) for m in twin.modules())
+    assert any(isinstance(m, TiledLinear) for m in model_at(model, "fp32", "tiled").modules())

@@ -20,7 +20,8 @@ from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hy
 MODES = (("greedy", 1), ("beam", 10))  # decoder, width
 FASTEST = "ours"
 MODULES = "ours modules"  # fastest with the decode step through the nn.Modules: the baseline of step=fused
-ATEN = "ours aten"  # fastest with F.linear instead of its packed linears: the baseline of linear=packed
+PACKED = "ours packed"  # fastest with MKL's GEMM on (in, out) weights below 64 rows: the baseline of linear=tiled
+ATEN = "ours aten"  # fastest with F.linear instead of its prepared linears: the baseline of linear=packed
 GATHER, COMPILED = "ours gather", "ours compiled"  # compile runs the gather beam cache: its baseline is GATHER
 HF, CT2 = "transformers", "ctranslate2"
 
@@ -28,7 +29,7 @@ HF, CT2 = "transformers", "ctranslate2"
 def variants() -> dict[str, dict]:
     """Ours: the fastest preset, then each speed toggle (the fields it overrides). precision may change outputs:
     those rows report their agreement with float32 and stay out of outputs_identical."""
-    return {FASTEST: {}, MODULES: {"step": "modules"}, ATEN: {"linear": "aten"},
+    return {FASTEST: {}, MODULES: {"step": "modules"}, PACKED: {"linear": "packed"}, ATEN: {"linear": "aten"},
             GATHER: {"beam_cache": "gather", "linear": "aten", "step": "modules"},
             COMPILED: {"beam_cache": "gather", "compile": "inductor", "linear": "aten", "step": "modules"},
             "ours bf16": {"precision": "bf16"}, "ours int8-dynamic": {"precision": "int8-dynamic", "step": "modules"}}
@@ -108,11 +109,27 @@ def linear_traffic(model, reps: int = 200) -> dict:
     with torch.inference_mode():
         alone = per_call(lambda: F.linear(x, one.weight, one.bias), 1)
         in_turn = per_call(lambda: [F.linear(i, m.weight, m.bias) for i, m in zip(ins, lins)], len(lins))
+        tiled = _tiled_in_turn(lins, ins, per_call)
     weights = sum(m.weight.numel() * m.weight.element_size() for m in lins)
     return {"linears": len(lins), "linear_weights_mb": round(weights / 2 ** 20, 1),
             "largest_linear_alone_us": round(alone, 1),
             "linear_in_turn_us": round(in_turn, 1),
-            "weight_stream_gb_s": round(weights / (in_turn * len(lins) * 1e-6) / 1e9, 1)}
+            "weight_stream_gb_s": round(weights / (in_turn * len(lins) * 1e-6) / 1e9, 1),
+            "tiled_in_turn_us": None if tiled is None else round(tiled, 1),
+            "tiled_weight_stream_gb_s": None if tiled is None else round(weights / (tiled * len(lins) * 1e-6) / 1e9, 1)}
+
+
+def _tiled_in_turn(lins, ins, per_call) -> float | None:
+    """linear_traffic's in-turn loop through linear=tiled's kernel (TiledLinear), or None where it cannot run."""
+    from ..decoding.fused import FusedUnavailable, extension
+    from ..decoding.precision import TiledLinear
+    try:
+        if not extension().tiled_supported() or lins[0].weight.device.type != "cpu":
+            return None
+    except FusedUnavailable:
+        return None
+    tiled = [TiledLinear(m) for m in lins]
+    return per_call(lambda: [t(i) for i, t in zip(ins, tiled)], len(tiled))
 
 
 def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tuple[int, ...] = (1, 30),
@@ -166,7 +183,8 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
                   round(min(r["same_best_share"] for r in rows if r["engine"] == name), 3)
                   for name, over in variants().items() if not exact(name)},
                **{f"{what}_speedup_{m.replace(' ', '')}_{tag}": round(ms[m, b, base] / ms[m, b, toggled], 2)
-                  for what, base, toggled in (("fused", MODULES, FASTEST), ("packed", ATEN, FASTEST),
+                  for what, base, toggled in (("fused", MODULES, FASTEST), ("packed", ATEN, PACKED),
+                                              ("tiled", PACKED, FASTEST),
                                               ("compile", GATHER, COMPILED))
                   for m in ("greedy", "beam 10") for b, tag in ((b1, "b1"), (bn, "b30"))},
                "ctranslate2": ct2_model is not None, "fused_step": fused_available(),
@@ -188,9 +206,11 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         "the rows)",
         "'ours' is the fastest preset: its decode step runs every layer in one C++ call (step=fused; fused_step: "
         "whether the extension was built here, else it ran the module path) and its linears run on weights "
-        "prepared for the CPU (linear=packed: transposed below 64 rows, oneDNN-packed from there); 'ours modules' is "
-        "the same with the step through the nn.Modules: fused_speedup_<mode>_b<batch> = modules' time / ours' "
-        "time; 'ours aten' is fastest with F.linear: packed_speedup_<mode>_b<batch> = aten's time / ours' time",
+        "prepared for the CPU (linear=tiled: a hand-written AVX2 kernel on 16-column weight tiles below 64 rows, "
+        "oneDNN-packed from there); 'ours modules' is the same with the step through the nn.Modules: "
+        "fused_speedup_<mode>_b<batch> = modules' time / ours' time; 'ours packed' is fastest with MKL's GEMM on "
+        "transposed weights below 64 rows (linear=packed): tiled_speedup_<mode>_b<batch> = packed's time / ours' "
+        "time; 'ours aten' is fastest with F.linear: packed_speedup_<mode>_b<batch> = aten's time / packed's time",
         "'ours gather' is the fastest preset with F.linear, the module step and beams followed by index_select "
         "(gather) instead of "
         "a shared prompt; 'ours compiled' is the same with compile=inductor (the decode step through "
@@ -198,7 +218,8 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         "time",
         "largest_linear_alone_us: one token through the model's largest linear, repeated (its weight stays in "
         "cache); linear_in_turn_us: the mean over all its linears run in turn as a decode step runs them; "
-        "weight_stream_gb_s: the linears' weight bytes over the in-turn time",
+        "weight_stream_gb_s: the linears' weight bytes over the in-turn time; tiled_in_turn_us and "
+        "tiled_weight_stream_gb_s: the same with linear=tiled's kernel (null where it cannot run here)",
     ]
     columns = ["mode", "batch", "engine", "exact", "ms_per_problem", "vs_ct2", "hf_speedup", "identical_best",
                "same_best_share", "verified_share"]

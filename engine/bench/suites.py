@@ -173,7 +173,7 @@ def beam(subject: Subject, runs: int, warmup: int, n: int = 30, widths: tuple[in
     definitions = [
         "no cache: the whole sequence is recomputed every step (sdpa, all beams of a problem in one forward)",
         "seed way: concat cache + sdpa, every surviving candidate clones its parent's cache, one forward per beam",
-        "fastest: preset 'fastest' (static cache, shared prompt, packed linears, fused C++ step, batched beams); 'batched' decodes "
+        "fastest: preset 'fastest' (static cache, shared prompt, tiled linears, fused C++ step, batched beams); 'batched' decodes "
         "all problems in one call",
         f"x_floor: decode-step time over the floor, 2 x {subject.model.num_params():,} FLOPs per token fed at this "
         f"machine's {rate:.0f} GFLOP/s float32 matmul rate (1.0 = at the floor)",

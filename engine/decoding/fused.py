@@ -4,7 +4,8 @@ The module path (GPT.forward with a KV cache) runs ~60 ATen operations a step fo
 reached through nn.Module calls, Python argument parsing and views: on a CPU at batch 1 that Python costs
 about as much as the arithmetic. fused_step.cpp runs the same operations in the same order from C++, on the
 same weights in the same layouts (F.linear's transposed view for linear "aten"; PackedLinear's transposed and
-oneDNN-packed copies for "packed"), so outputs match the module path; it is in the equivalence tests like every
+oneDNN-packed copies for "packed"; TiledLinear's tiles for "tiled", through the same kernel), so outputs match
+the module path; it is in the equivalence tests like every
 exact option, and python -m engine.bench engines measures what it saves.
 
 It covers the prefill (the prompt into an empty cache) and every decode step, on the static KV cache (plain, or
@@ -22,7 +23,7 @@ import weakref
 import torch
 import torch.nn as nn
 
-from .precision import PACKED_MIN_ROWS, PackedLinear, signature
+from .precision import PACKED_MIN_ROWS, PackedLinear, TiledLinear, signature
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fused_step.cpp")
 _lock = threading.Lock()
@@ -76,6 +77,8 @@ def session_weights(model: nn.Module):
 def _linear(mod: nn.Module) -> tuple[list, bool]:
     """[weight for one row, weight for several, bias] as the module would use them; whether oneDNN-packed."""
     if isinstance(mod, PackedLinear):
+        if mod.packed is None:  # oneDNN could not pack it here: the (in, out) weight for every row count
+            return [mod.wt, mod.wt, mod.bias], False
         return [mod.wt, mod.packed, mod.bias], True
     if type(mod) is not nn.Linear:
         raise ValueError(f"step=fused runs float nn.Linear or packed layers, not {type(mod).__name__}")
@@ -84,20 +87,21 @@ def _linear(mod: nn.Module) -> tuple[list, bool]:
 
 
 def _prepare(model: nn.Module):
-    lin, norms, kinds = [], [], set()
+    lin, tiles, norms, kinds = [], [], [], set()
+    linears = [mod for block in model.blocks for mod in (block.attn.qkv, block.attn.proj, block.mlp[0], block.mlp[2])]
+    for mod in linears + [model.head]:
+        entries, packed = _linear(mod)
+        lin += entries
+        kinds.add((packed, isinstance(mod, TiledLinear)))
+        if isinstance(mod, TiledLinear):
+            tiles += [mod.tiles, mod.tiles_bias]
     for block in model.blocks:
-        for mod in (block.attn.qkv, block.attn.proj, block.mlp[0], block.mlp[2]):
-            entries, packed = _linear(mod)
-            lin += entries
-            kinds.add(packed)
         norms += [block.ln1.weight.detach(), block.ln1.bias.detach(), block.ln2.weight.detach(), block.ln2.bias.detach()]
-    entries, packed = _linear(model.head)
-    lin += entries
-    kinds.add(packed)
     norms += [model.ln_f.weight.detach(), model.ln_f.bias.detach()]
     if len(kinds) != 1:
         raise ValueError("step=fused needs every linear of the model in one layout")
-    return extension().Weights(lin, PACKED_MIN_ROWS if kinds.pop() else 0, norms, model.tok_emb.weight.detach(),
+    packed, _ = kinds.pop()
+    return extension().Weights(lin, PACKED_MIN_ROWS if packed else 0, tiles, norms, model.tok_emb.weight.detach(),
                                model.pos_emb.detach()[0], model.config.n_head, model.ln_f.eps)
 
 

@@ -6,8 +6,11 @@
 // with torch.utils.cpp_extension on first use and prepares the weights it reads.
 #include <torch/extension.h>
 
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -16,11 +19,127 @@ using at::Tensor;
 
 namespace {
 
+// linear "tiled": y = x W^T + b for a few rows (batch-1 greedy, a beam of one problem) by a hand-written AVX2
+// kernel. W is stored as ceil(N / 16) tiles of (K, 16) floats, so a decode step reads every weight once, in
+// order; each output is summed over k in order, then the bias is added: the same order for any number of rows,
+// so a row's logits do not depend on the rows beside it. Where the CPU lacks AVX2 and FMA, tiled_supported()
+// is false and decoding/precision.py does not use it.
+namespace tiled {
+constexpr int64_t NR = 16;  // output columns per tile: two AVX registers
+
+// R rows times TN tiles: 2 R TN accumulators, each output summed over k in order, then the bias added (the
+// same order for every R and TN, so a row's result does not depend on the rows beside it).
+template <int R, int TN>
+__attribute__((target("avx2,fma"))) void block(const float* x, int64_t K, const float* w, const float* bias,
+                                               float* y, int64_t ldy, int64_t n_left) {
+  __m256 acc[R][TN][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < TN; ++j) acc[r][j][0] = acc[r][j][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m256 xb = _mm256_broadcast_ss(x + r * K + k);
+#pragma GCC unroll 8
+      for (int j = 0; j < TN; ++j) {
+        const float* wk = w + (j * K + k) * NR;
+        acc[r][j][0] = _mm256_fmadd_ps(xb, _mm256_loadu_ps(wk), acc[r][j][0]);
+        acc[r][j][1] = _mm256_fmadd_ps(xb, _mm256_loadu_ps(wk + 8), acc[r][j][1]);
+      }
+    }
+  }
+  alignas(32) float out[R][TN][NR];  // the sums leave the registers once, after the k loop
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < TN; ++j) {
+      _mm256_store_ps(out[r][j], acc[r][j][0]);
+      _mm256_store_ps(out[r][j] + 8, acc[r][j][1]);
+    }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < TN; ++j)
+      for (int64_t n = 0; n < NR && j * NR + n < n_left; ++n)
+        y[r * ldy + j * NR + n] = bias ? out[r][j][n] + bias[j * NR + n] : out[r][j][n];
+}
+
+// Rows in passes of up to 6 over the columns [0, n) of y (row stride ldy); fewer rows take several tiles at once,
+// so that 8 to 12 sums are in flight. tiles, bias and y start at the range's first column.
+__attribute__((target("avx2,fma"))) void gemm_range(const float* x, int64_t M, int64_t K, const float* tiles,
+                                                      const float* bias, int64_t n, float* y, int64_t ldy) {
+  const int64_t T = (n + NR - 1) / NR;
+  for (int64_t m0 = 0; m0 < M; m0 += 6) {
+    const int64_t r = std::min<int64_t>(6, M - m0);
+    const int64_t tn = r == 1 ? 4 : r == 2 ? 3 : r == 3 ? 2 : 1;  // 2 r tn accumulators: 8 to 12
+    const float* xm = x + m0 * K;
+    for (int64_t t = 0; t < T; t += tn) {
+      const int64_t n0 = t * NR, left = n - n0;
+      const float* w = tiles + t * K * NR;
+      const float* b = bias ? bias + n0 : nullptr;
+      float* ym = y + m0 * ldy + n0;
+      switch (r * 8 + std::min<int64_t>(tn, T - t)) {
+        case 1 * 8 + 4: block<1, 4>(xm, K, w, b, ym, ldy, left); break;
+        case 1 * 8 + 3: block<1, 3>(xm, K, w, b, ym, ldy, left); break;
+        case 1 * 8 + 2: block<1, 2>(xm, K, w, b, ym, ldy, left); break;
+        case 1 * 8 + 1: block<1, 1>(xm, K, w, b, ym, ldy, left); break;
+        case 2 * 8 + 3: block<2, 3>(xm, K, w, b, ym, ldy, left); break;
+        case 2 * 8 + 2: block<2, 2>(xm, K, w, b, ym, ldy, left); break;
+        case 2 * 8 + 1: block<2, 1>(xm, K, w, b, ym, ldy, left); break;
+        case 3 * 8 + 2: block<3, 2>(xm, K, w, b, ym, ldy, left); break;
+        case 3 * 8 + 1: block<3, 1>(xm, K, w, b, ym, ldy, left); break;
+        case 4 * 8 + 1: block<4, 1>(xm, K, w, b, ym, ldy, left); break;
+        case 5 * 8 + 1: block<5, 1>(xm, K, w, b, ym, ldy, left); break;
+        default: block<6, 1>(xm, K, w, b, ym, ldy, left); break;
+      }
+    }
+  }
+}
+
+// y (M, N) for all rows, the tiles split among torch's threads (each output is computed by one thread, in the
+// same order whatever the split).
+void gemm(const float* x, int64_t M, int64_t K, const float* tiles, const float* bias_padded, int64_t N, float* y) {
+  const int64_t T = (N + NR - 1) / NR;
+  const int64_t grain = std::max<int64_t>(4, 65536 / std::max<int64_t>(1, K * NR * M));
+  at::parallel_for(0, T, grain, [&](int64_t t0, int64_t t1) {
+    gemm_range(x, M, K, tiles + t0 * K * NR, bias_padded ? bias_padded + t0 * NR : nullptr,
+               std::min(N, t1 * NR) - t0 * NR, y + t0 * NR, N);
+  });
+}
+}  // namespace tiled
+
+bool tiled_supported() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
+// (N, K) weight -> its tiles (ceil(N / 16), K, 16), zero-padded past N.
+Tensor tile_weight(const Tensor& w) {
+  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kFloat && w.device().is_cpu(), "a 2-d float32 CPU weight");
+  const int64_t N = w.size(0), K = w.size(1), T = (N + tiled::NR - 1) / tiled::NR;
+  Tensor p = at::zeros({T * tiled::NR, K}, w.options());
+  p.narrow(0, 0, N).copy_(w);
+  return p.view({T, tiled::NR, K}).transpose(1, 2).contiguous();
+}
+
+// x (M, K) float32 -> (M, N); tiles from tile_weight, bias_padded (ceil(N / 16) * 16) or None.
+Tensor tiled_linear(const Tensor& x_in, const Tensor& tiles, const std::optional<Tensor>& bias_padded, int64_t N) {
+  TORCH_CHECK(tiled_supported(), "linear=tiled needs a CPU with AVX2 and FMA");
+  TORCH_CHECK(x_in.dim() == 2 && x_in.scalar_type() == at::kFloat && x_in.device().is_cpu(), "x: (rows, in) float32");
+  TORCH_CHECK(tiles.dim() == 3 && tiles.size(1) == x_in.size(1) && tiles.size(0) * tiled::NR >= N, "tiles fit x, N");
+  const Tensor x = x_in.contiguous();
+  Tensor y = at::empty({x.size(0), N}, x.options());
+  if (x.size(0) > 0) {
+    tiled::gemm(x.data_ptr<float>(), x.size(0), x.size(1), tiles.data_ptr<float>(),
+                bias_padded.has_value() ? bias_padded->data_ptr<float>() : nullptr, N, y.data_ptr<float>());
+  }
+  return y;
+}
+
+
 // One linear layer: y = x W^T + b. `one` is used below `packed_min_rows` rows (W^T, contiguous or a view),
 // `many` from there on: W^T again (aten) or a oneDNN-packed weight (linear "packed"), as the module path would.
 struct Linear {
   Tensor one, many, bias;
   int64_t packed_min_rows = 0;  // 0: never packed
+  Tensor tiles, tiles_bias;     // linear "tiled": used instead of `one` below packed_min_rows rows
+  int64_t out = 0;
 };
 
 Tensor linear_pointwise(const Tensor& x, const Tensor& w, const Tensor& b) {  // PackedLinear's oneDNN GEMM
@@ -40,6 +159,9 @@ Tensor linear_pointwise(const Tensor& x, const Tensor& w, const Tensor& b) {  //
 Tensor apply(const Linear& l, const Tensor& x) {  // x (R, in) -> (R, out)
   if (l.packed_min_rows > 0 && x.size(0) >= l.packed_min_rows) {
     return linear_pointwise(x, l.many, l.bias);
+  }
+  if (l.tiles.defined()) {
+    return tiled_linear(x, l.tiles, l.tiles_bias.defined() ? std::optional<Tensor>(l.tiles_bias) : std::nullopt, l.out);
   }
   const Tensor& w = l.packed_min_rows > 0 || x.size(0) == 1 ? l.one : l.many;
   return l.bias.defined() ? at::addmm(l.bias, x, w) : at::mm(x, w);
@@ -86,7 +208,8 @@ Tensor attend_shared(const Tensor& q, const Tensor& pk, const Tensor& pv, const 
 // The weights of one model as the step reads them, converted from Python once (decoding/fused.py).
 // lin: 3 entries per linear (qkv, proj, fc, out per layer, then the head): the weight for one row, the weight
 // for several, the bias (None for the head); packed_min_rows: from how many rows the "several" weights, then
-// oneDNN-packed, are used (0: not packed: F.linear's weights throughout). norms: weight and
+// oneDNN-packed, are used (0: not packed: F.linear's weights throughout). tiles: empty, or 2 entries per linear
+// (linear "tiled": tile_weight's tiles and the bias padded to whole tiles, None for the head). norms: weight and
 // bias of ln1, ln2 per layer, then of ln_f. tok_emb (V, C), pos_emb (block_size, C).
 struct Weights {
   std::vector<Linear> L;
@@ -95,7 +218,8 @@ struct Weights {
   int64_t n_head;
   double eps;
 
-  Weights(const std::vector<std::optional<Tensor>>& lin, int64_t packed_min_rows, std::vector<Tensor> norms_,
+  Weights(const std::vector<std::optional<Tensor>>& lin, int64_t packed_min_rows,
+          const std::vector<std::optional<Tensor>>& tiles, std::vector<Tensor> norms_,
           Tensor tok_emb_,
           Tensor pos_emb_, int64_t n_head_, double eps_)
       : norms(std::move(norms_)), tok_emb(std::move(tok_emb_)), pos_emb(std::move(pos_emb_)), n_head(n_head_),
@@ -107,6 +231,12 @@ struct Weights {
       L[i].many = *lin[3 * i + 1];
       L[i].bias = lin[3 * i + 2].has_value() ? *lin[3 * i + 2] : Tensor();
       L[i].packed_min_rows = packed_min_rows;
+      L[i].out = L[i].one.size(1);
+      if (!tiles.empty()) {
+        TORCH_CHECK(tiles.size() == 2 * L.size(), "2 tile entries per linear");
+        L[i].tiles = *tiles[2 * i];
+        L[i].tiles_bias = tiles[2 * i + 1].has_value() ? *tiles[2 * i + 1] : Tensor();
+      }
     }
     TORCH_CHECK(norms.size() == 4 * (L.size() / 4) + 2, "ln1, ln2 per layer and ln_f: weight and bias each");
   }
@@ -221,9 +351,13 @@ std::vector<Tensor> beam_select(const Tensor& logits, const Tensor& live_scores_
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("tiled_supported", &tiled_supported, "whether this CPU runs linear=tiled's kernel (AVX2 and FMA)");
+  m.def("tile_weight", &tile_weight, "an (out, in) weight as linear=tiled's tiles");
+  m.def("tiled_linear", &tiled_linear, "x W^T + b on tile_weight's tiles (decoding/precision.py TiledLinear)");
   m.def("beam_select", &beam_select, "beam search's tensor half of a step (engine/decoding/beam.py)");
   pybind11::class_<Weights>(m, "Weights")
-      .def(pybind11::init<const std::vector<std::optional<Tensor>>&, int64_t, std::vector<Tensor>, Tensor, Tensor,
+      .def(pybind11::init<const std::vector<std::optional<Tensor>>&, int64_t, const std::vector<std::optional<Tensor>>&,
+                          std::vector<Tensor>, Tensor, Tensor,
                           int64_t, double>())
       .def("step", &Weights::step, "one GPT decode step (engine/decoding/fused.py)")
       .def("prefill", &Weights::prefill, "the prefill of an empty cache (engine/decoding/fused.py)");

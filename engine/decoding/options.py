@@ -5,7 +5,7 @@ plus overrides (used by every command line, tab and tool).
     options("V1", decoder="beam", width=5, seed=None)   # None means "not given": the preset's value stays
     options("custom", cache="concat")             # "custom" starts from the DecodeOptions defaults
     options(decoder="beam", stop_on_verified=True)  # stop a problem at its first accepted answer
-    options("fastest", linear="aten")             # fastest with F.linear instead of its packed weights
+    options("fastest", linear="packed")           # fastest with MKL's GEMM instead of its AVX2 tiles
     options(decoder="cascade", cascade="greedy > beam 10 > beam 64")
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ ATTENTIONS = ("math", "sdpa")
 GRAD_MODES = ("no_grad", "inference")
 PRECISIONS = ("fp32", "bf16", "int8-dynamic")  # decoding/precision.py; only fp32 is checked for identical outputs
 COMPILES = ("off", "inductor")  # decoding/compiled.py: the decode step through torch.compile
-LINEARS = ("aten", "packed")  # decoding/precision.py: F.linear, or weights prepared for the CPU's kernels
+LINEARS = ("aten", "packed", "tiled")  # decoding/precision.py: F.linear, or weights prepared for the CPU's kernels
 STEPS = ("modules", "fused")  # decoding/fused.py: a decode step through the nn.Modules, or in one C++ call
 MAX_WIDTH = 64
 MAX_SAMPLES = 64
@@ -55,7 +55,7 @@ class DecodeOptions:
     alternatives: int = 0          # top tokens of the distribution each Beam was drawn from, kept in it (0: none)
     precision: str = "fp32"        # fp32 | bf16 | int8-dynamic: the last two MAY CHANGE OUTPUTS (agreement measured)
     compile: str = "off"           # off | inductor: the decode step compiled (static cache, gather or clone only)
-    linear: str = "aten"           # aten | packed: linear weights transposed / oneDNN-packed for the CPU (exact)
+    linear: str = "aten"           # aten | packed | tiled: weights transposed / oneDNN-packed / AVX2 tiles (exact)
     step: str = "modules"          # modules | fused: every layer of a decode step in one C++ call (static cache)
 
     def __post_init__(self):
@@ -173,7 +173,7 @@ DECODE_PRESETS: dict[str, DecodeOptions] = {
                         rebuild_masks=True),
     "V3": DecodeOptions(cache="static", beam_cache="gather", attention="sdpa", grad_mode="inference"),
     "fastest": DecodeOptions(cache="static", beam_cache="shared-prefix", attention="sdpa", grad_mode="inference",
-                             linear="packed", step="fused"),
+                             linear="tiled", step="fused"),
 }
 
 

@@ -1,6 +1,7 @@
 """The model as a decode runs it: at a precision, float32 (the model itself), bfloat16 (a bf16 copy) or int8-dynamic
 (a copy whose Linear layers hold int8 weights and quantize their input per call, torch.ao's dynamic quantization),
-and with its linears' weights as trained (linear "aten": F.linear) or prepared for the CPU (linear "packed").
+and with its linears' weights as trained (linear "aten": F.linear) or prepared for the CPU (linear "packed",
+linear "tiled").
 
 "packed" (PackedLinear): each weight is kept twice, transposed to (in, out) for up to PACKED_MIN_ROWS - 1 rows
 (MKL then reads it in order: batch-1 greedy, a beam of one problem, a prompt's prefill) and in oneDNN's blocked
@@ -9,6 +10,13 @@ the gain). The products are summed in another order, so logits may differ in the
 "packed" is in the equivalence tests like every exact option (same tokens, scores within 1e-4). On a GPU, or a
 torch without oneDNN, the copy is the model itself. int8-dynamic's linears are quantized modules: "packed" leaves
 them as they are.
+
+"tiled" (TiledLinear): "packed" with a hand-written AVX2 kernel instead of MKL below PACKED_MIN_ROWS rows
+(fused_step.cpp's tiled_linear, built with the fused step's extension): the weight stored as 16-column tiles
+of (in, 16) floats, read once and in order per call, each output summed over the inputs in order. At one to a
+few dozen rows a decode step's linears are memory- and latency-bound, and MKL's small-row GEMM reaches a
+fraction of what the core can do (python -m engine.bench engines measures both). Where the extension cannot
+be built or the CPU lacks AVX2 and FMA, or at bf16, "tiled" runs as "packed" (a warning says why).
 
 Only float32 gives the outputs every other option is checked against; bf16 and int8-dynamic may change them,
 so the bench and the Compare tab report their measured agreement with float32 instead of claiming identity.
@@ -23,6 +31,7 @@ import weakref
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .options import LINEARS, PRECISIONS
 
@@ -73,15 +82,36 @@ class PackedLinear(nn.Module):
         w = linear.weight.detach()
         self.out_features = linear.out_features
         self.wt = w.t().contiguous()  # (in, out)
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
+        try:
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
+        except RuntimeError:  # e.g. bf16 on a CPU without AVX-512 or AVX-NE-CONVERT: the (in, out) GEMM for all rows
+            self.packed = None
         self.bias = None if linear.bias is None else linear.bias.detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.size(-1)
-        if rows >= PACKED_MIN_ROWS:  # many rows: oneDNN's packed GEMM
+        if rows >= PACKED_MIN_ROWS and self.packed is not None:  # many rows: oneDNN's packed GEMM
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         flat = x.reshape(rows, -1)
         y = flat @ self.wt if self.bias is None else torch.addmm(self.bias, flat, self.wt)
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+class TiledLinear(PackedLinear):
+    """PackedLinear with fused_step.cpp's tiled kernel below PACKED_MIN_ROWS rows (linear "tiled")."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear)
+        from .fused import extension
+        self.ext = extension()
+        self.tiles = self.ext.tile_weight(linear.weight.detach().float().contiguous())
+        self.tiles_bias = None if self.bias is None else F.pad(self.bias, (0, self.tiles.size(0) * 16 - self.out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.size(-1)
+        if rows >= PACKED_MIN_ROWS:
+            return super().forward(x)
+        y = self.ext.tiled_linear(x.reshape(rows, -1), self.tiles, self.tiles_bias, self.out_features)
         return y.view(*x.shape[:-1], self.out_features)
 
 
@@ -91,13 +121,13 @@ def packs(model: nn.Module) -> bool:
     return p.device.type == "cpu" and p.is_floating_point() and torch.backends.mkldnn.is_available()
 
 
-def _pack(twin: nn.Module) -> nn.Module:
-    """`twin` (a copy, changed in place) with every nn.Linear replaced by a PackedLinear."""
+def _pack(twin: nn.Module, kind: type = PackedLinear) -> nn.Module:
+    """`twin` (a copy, changed in place) with every nn.Linear replaced by a PackedLinear (or TiledLinear)."""
     with torch.no_grad():
         for module in list(twin.modules()):
             for name, child in module.named_children():
                 if type(child) is nn.Linear:
-                    setattr(module, name, PackedLinear(child))
+                    setattr(module, name, kind(child))
     return twin.eval()
 
 
@@ -108,7 +138,14 @@ def model_at(model: nn.Module, precision: str, linear: str = "aten") -> nn.Modul
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if linear not in LINEARS:
         raise ValueError(f"unknown linear {linear!r}; choose from {', '.join(LINEARS)}")
-    if linear == "packed" and not packs(model):
+    if linear == "tiled" and packs(model):
+        why = _tiled_or_why(model, precision)
+        if why is not None:
+            if why not in _warned:
+                _warned.add(why)
+                warnings.warn(f"linear=tiled runs as linear=packed: {why}", RuntimeWarning, stacklevel=3)
+            linear = "packed"
+    if linear in ("packed", "tiled") and not packs(model):
         linear = "aten"
     if precision == "fp32" and linear == "aten":
         return model
@@ -117,5 +154,21 @@ def model_at(model: nn.Module, precision: str, linear: str = "aten") -> nn.Modul
     key = (precision, linear)
     if key not in held or held[key][0] != sig:
         twin = copy.deepcopy(model) if precision == "fp32" else _convert(model, precision)  # never the model
-        held[key] = (sig, _pack(twin) if linear == "packed" else twin)
+        held[key] = (sig, twin if linear == "aten" else _pack(twin, TiledLinear if linear == "tiled" else PackedLinear))
     return held[key][1]
+
+
+_warned: set[str] = set()  # each reason for running "tiled" as "packed" is said once per process
+
+
+def _tiled_or_why(model: nn.Module, precision: str) -> str | None:
+    """None where linear "tiled" can run for this model and precision, else why not."""
+    if precision != "fp32":
+        return f"its kernel is float32 (precision {precision})"
+    from .fused import FusedUnavailable, extension  # fused.py imports this module
+    try:
+        if not extension().tiled_supported():
+            return "this CPU lacks AVX2 and FMA"
+    except FusedUnavailable as e:
+        return str(e)
+    return None
