@@ -4,7 +4,7 @@ be built."""
 import pytest
 import torch
 
-from engine.decoding import DecodeOptions, decode, fused, options, preset, run_to_completion
+from engine.decoding import DecodeOptions, decode, fused, native, options, preset, run_to_completion
 from engine.model import GPT, PRESETS
 
 PROMPTS = [[16, 22, 23, 9], [18, 16, 3, 4, 5, 6, 7, 16, 25, 9], [16, 1, 9]]
@@ -57,8 +57,8 @@ def test_the_fused_step_runs_bf16_like_the_module_path(model):
 def test_without_a_compiler_the_decode_warns_and_runs_the_module_path(model, monkeypatch):
     """Where the extension cannot be built (no compiler, no ninja) nothing breaks: a warning names the reason and
     the decode gives the module path's outputs."""
-    monkeypatch.setattr(fused, "_ext", None)
-    monkeypatch.setattr(fused, "_error", "step=fused needs a C++ compiler and ninja to build x.cpp (no g++)")
+    monkeypatch.setattr(native, "_ext", None)
+    monkeypatch.setattr(native, "_error", "step=fused needs a C++ compiler and ninja to build x.cpp (no g++)")
     monkeypatch.setattr(fused, "_weights", type(fused._weights)())
     assert not fused.available()
     with pytest.warns(RuntimeWarning, match="no g\\+\\+.*step=modules instead"):

@@ -121,7 +121,7 @@ def linear_traffic(model, reps: int = 200) -> dict:
 
 def _tiled_in_turn(lins, ins, per_call) -> float | None:
     """linear_traffic's in-turn loop through linear=tiled's kernel (TiledLinear), or None where it cannot run."""
-    from ..decoding.fused import FusedUnavailable, extension
+    from ..decoding.native import FusedUnavailable, extension
     from ..decoding.precision import TiledLinear
     try:
         if not extension().tiled_supported() or lins[0].weight.device.type != "cpu":

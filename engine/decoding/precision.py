@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .native import FusedUnavailable, extension
 from .options import LINEARS, PRECISIONS
 
 _copies: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -102,7 +103,6 @@ class TiledLinear(PackedLinear):
 
     def __init__(self, linear: nn.Linear):
         super().__init__(linear)
-        from .fused import extension
         self.ext = extension()
         self.tiles = self.ext.tile_weight(linear.weight.detach().float().contiguous())
         self.tiles_bias = None if self.bias is None else F.pad(self.bias, (0, self.tiles.size(0) * 16 - self.out_features))
@@ -165,7 +165,6 @@ def _tiled_or_why(model: nn.Module, precision: str) -> str | None:
     """None where linear "tiled" can run for this model and precision, else why not."""
     if precision != "fp32":
         return f"its kernel is float32 (precision {precision})"
-    from .fused import FusedUnavailable, extension  # fused.py imports this module
     try:
         if not extension().tiled_supported():
             return "this CPU lacks AVX2 and FMA"
