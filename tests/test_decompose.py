@@ -62,7 +62,7 @@ def test_unknown_option_value_is_refused(capsys):
 
 
 def test_linear_flag_reaches_the_options(untrained, capsys):
-    """--linear picks the kernels (fastest's packed, or F.linear); the JSON records which ran."""
-    for flag, expected in (([], "packed"), (["--linear", "aten"], "aten")):
+    """--linear picks the kernels (fastest's tiled, or F.linear); the JSON records which ran."""
+    for flag, expected in (([], "tiled"), (["--linear", "packed"], "packed"), (["--linear", "aten"], "aten")):
         assert main([F_TEXT, "--checkpoint", untrained, "--decoder", "greedy", "--max-new", "4", "--json", *flag]) == 0
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["options"]["linear"] == expected

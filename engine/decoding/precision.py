@@ -16,7 +16,8 @@ them as they are.
 of (in, 16) floats, read once and in order per call, each output summed over the inputs in order. At one to a
 few dozen rows a decode step's linears are memory- and latency-bound, and MKL's small-row GEMM reaches a
 fraction of what the core can do (python -m engine.bench engines measures both). Where the extension cannot
-be built or the CPU lacks AVX2 and FMA, or at bf16, "tiled" runs as "packed" (a warning says why).
+be built or the CPU lacks AVX2 and FMA, "tiled" runs as "packed" (a warning says why); at bf16 and
+int8-dynamic it is "packed" (the kernel is float32).
 
 Only float32 gives the outputs every other option is checked against; bf16 and int8-dynamic may change them,
 so the bench and the Compare tab report their measured agreement with float32 instead of claiming identity.
@@ -138,8 +139,10 @@ def model_at(model: nn.Module, precision: str, linear: str = "aten") -> nn.Modul
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if linear not in LINEARS:
         raise ValueError(f"unknown linear {linear!r}; choose from {', '.join(LINEARS)}")
+    if linear == "tiled" and precision != "fp32":  # the kernel is float32: the preset's bf16 runs as packed
+        linear = "packed"
     if linear == "tiled" and packs(model):
-        why = _tiled_or_why(model, precision)
+        why = _tiled_or_why(model)
         if why is not None:
             if why not in _warned:
                 _warned.add(why)
@@ -161,10 +164,8 @@ def model_at(model: nn.Module, precision: str, linear: str = "aten") -> nn.Modul
 _warned: set[str] = set()  # each reason for running "tiled" as "packed" is said once per process
 
 
-def _tiled_or_why(model: nn.Module, precision: str) -> str | None:
-    """None where linear "tiled" can run for this model and precision, else why not."""
-    if precision != "fp32":
-        return f"its kernel is float32 (precision {precision})"
+def _tiled_or_why(model: nn.Module) -> str | None:
+    """None where linear "tiled" can run here (the extension builds, the CPU has AVX2 and FMA), else why not."""
     try:
         if not extension().tiled_supported():
             return "this CPU lacks AVX2 and FMA"
