@@ -130,5 +130,6 @@ def options_summary(opts: engine.DecodeOptions) -> str:
     if opts.stop_on_verified and opts.decoder != "greedy":
         head += ", stop at the first verified"
     tail = ((", compiled" if opts.compile != "off" else "") + (f", {opts.linear} linears" if opts.linear != "aten" else "")
-            + (", fused C++ step" if opts.step == "fused" else ""))
+            + (", fused C++ step" if opts.step == "fused" else ", fused C++ step and attention"
+               if opts.step == "native" else ""))
     return f"{head}, cache {opts.cache}, {opts.attention}{tail}"

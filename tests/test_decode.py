@@ -82,8 +82,10 @@ def test_every_option_gives_the_same_beams(model, width):
                for c, b, lin in itertools.product(("concat", "static"), BEAM_CACHES, ("packed", "tiled"))]
     combos += [dict(cache="none", linear=lin) for lin in ("packed", "tiled")]
     combos += [dict(cache="concat", one_at_a_time=True, linear=lin) for lin in ("packed", "tiled")]
-    combos += [dict(cache="static", beam_cache=b, attention=a, linear=lin, step="fused")  # decoding/fused.py
-               for b, a, lin in itertools.product(BEAM_CACHES, ATTENTIONS, ("aten", "packed", "tiled"))]
+    combos += [dict(cache="static", beam_cache=b, attention=a, linear=lin, step=st)  # decoding/fused.py
+               for b, a, lin, st in itertools.product(BEAM_CACHES, ATTENTIONS, ("aten", "packed", "tiled"),
+                                                      ("fused", "native"))]
+    combos += [dict(cache="static", step="native", rebuild_masks=True, grad_mode="no_grad")]
     combos += [dict(cache="static", step="fused", rebuild_masks=True, grad_mode="no_grad")]
     for kw in combos:
         h, s, t = outcome(run(model, PROMPTS, width=width, max_new=14, **kw))

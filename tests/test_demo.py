@@ -598,13 +598,14 @@ def test_compare_runs_the_linear_kernels_with_identical_outputs(lab):
 
 
 def test_compare_runs_the_fused_step_with_identical_outputs(lab):
-    """The step column: fastest (the fused C++ step) against fastest through the nn.Modules gives the same answers,
+    """The step column: fastest (the C++ step with its own attention) against fastest through the nn.Modules gives
+    the same answers,
     labelled; the column applies to our decoder only, and a cache the fused step cannot run is a clear error."""
     rows = [["fastest", "beam", 3, "", "", "", 6], ["fastest", "beam", 3, "", "", "", 6, "", "", "", "modules"]]
     verdict, latency, phases, table, raw, progress = final(compare_tab.compare(lab, compare_tab.POLYNOMIAL,
                                                                      "a^4 + 2a^2 + 7", rows, 1))
     assert "Outputs identical" in verdict
-    assert [c["step"] for c in raw["configurations"]] == ["fused", "modules"]
+    assert [c["step"] for c in raw["configurations"]] == ["native", "modules"]
     assert "fused C++ step" in table[0][1] and "fused C++ step" not in table[1][1]
     with pytest.raises(ValueError, match="step column applies to our decoder"):
         compare_tab.parse_configs([["fastest", "greedy"], ["hf", "greedy", "", "", "", "", 6, "", "", "", "fused"]])

@@ -21,12 +21,12 @@ def scores(result) -> list[float]:
 
 
 def test_fastest_runs_the_fused_step_and_gives_way_where_it_cannot_run():
-    assert preset("fastest").step == "fused" and DecodeOptions().step == "modules"
+    assert preset("fastest").step == "native" and DecodeOptions().step == "modules"
     for over in (dict(cache="concat"), dict(cache="none"), dict(compile="inductor", beam_cache="gather", linear="aten"),
                  dict(precision="int8-dynamic"), dict(one_at_a_time=True, cache="concat")):
         assert options("fastest", **over).step == "modules", over
         assert preset("fastest", **over).step == "modules", over
-    assert options("fastest", precision="bf16").step == "fused"
+    assert options("fastest", precision="bf16").step == "native"
     with pytest.raises(ValueError, match="static KV cache"):
         options("fastest", cache="concat", step="fused")  # asked for explicitly: a clear error, not a silent change
 
@@ -80,8 +80,8 @@ def test_wide_batches_take_the_packed_gemm_with_the_same_outputs(model):
         fused_packed = run_to_completion(decode(model, PROMPTS, preset("fastest", **kw)))
     assert any(e.name == "mkldnn::_linear_pointwise" for e in prof.events())
     want = run_to_completion(decode(model, PROMPTS, preset("fastest", step="modules", linear="aten", **kw)))
-    for step in ("fused", "modules"):
-        got = fused_packed if step == "fused" else run_to_completion(decode(model, PROMPTS, preset("fastest", **kw,
+    for step in ("native", "fused", "modules"):
+        got = fused_packed if step == "native" else run_to_completion(decode(model, PROMPTS, preset("fastest", **kw,
                                                                                                    step=step)))
         assert [h.ids for g in got.hypotheses for h in g] == [h.ids for g in want.hypotheses for h in g], step
         assert scores(got) == pytest.approx(scores(want), abs=1e-4), step

@@ -20,6 +20,7 @@ from .util import (SCORE_TOL, Progress, Subject, agreement, answer_rule, best_hy
 MODES = (("greedy", 1), ("beam", 10))  # decoder, width
 FASTEST = "ours"
 MODULES = "ours modules"  # fastest with the decode step through the nn.Modules: the baseline of step=fused
+FUSED = "ours fused"  # fastest with ATen's attention inside the C++ step (step=fused): the baseline of step=native
 PACKED = "ours packed"  # fastest with MKL's GEMM on (in, out) weights below 64 rows: the baseline of linear=tiled
 ATEN = "ours aten"  # fastest with F.linear instead of its prepared linears: the baseline of linear=packed
 GATHER, COMPILED = "ours gather", "ours compiled"  # compile runs the gather beam cache: its baseline is GATHER
@@ -29,7 +30,8 @@ HF, CT2 = "transformers", "ctranslate2"
 def variants() -> dict[str, dict]:
     """Ours: the fastest preset, then each speed toggle (the fields it overrides). precision may change outputs:
     those rows report their agreement with float32 and stay out of outputs_identical."""
-    return {FASTEST: {}, MODULES: {"step": "modules"}, PACKED: {"linear": "packed"}, ATEN: {"linear": "aten"},
+    return {FASTEST: {}, MODULES: {"step": "modules"}, FUSED: {"step": "fused"}, PACKED: {"linear": "packed"},
+            ATEN: {"linear": "aten"},
             GATHER: {"beam_cache": "gather", "linear": "aten", "step": "modules"},
             COMPILED: {"beam_cache": "gather", "compile": "inductor", "linear": "aten", "step": "modules"},
             "ours bf16": {"precision": "bf16"}, "ours int8-dynamic": {"precision": "int8-dynamic", "step": "modules"}}
@@ -183,7 +185,8 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
                   round(min(r["same_best_share"] for r in rows if r["engine"] == name), 3)
                   for name, over in variants().items() if not exact(name)},
                **{f"{what}_speedup_{m.replace(' ', '')}_{tag}": round(ms[m, b, base] / ms[m, b, toggled], 2)
-                  for what, base, toggled in (("fused", MODULES, FASTEST), ("packed", ATEN, PACKED),
+                  for what, base, toggled in (("fused", MODULES, FUSED), ("native", FUSED, FASTEST),
+                                              ("packed", ATEN, PACKED),
                                               ("tiled", PACKED, FASTEST),
                                               ("compile", GATHER, COMPILED))
                   for m in ("greedy", "beam 10") for b, tag in ((b1, "b1"), (bn, "b30"))},
@@ -204,11 +207,14 @@ def engines(subject: Subject, runs: int, warmup: int, n: int = 30, batches: tupl
         "int8-dynamic' (DecodeOptions.precision) may change them: their same_best_share and verified_share ARE "
         "their measured agreement with float32 (the <precision>_same_best_share summary keys: the lowest over "
         "the rows)",
-        "'ours' is the fastest preset: its decode step runs every layer in one C++ call (step=fused; fused_step: "
-        "whether the extension was built here, else it ran the module path) and its linears run on weights "
+        "'ours' is the fastest preset: its decode step runs every layer in one C++ call, the new token's attention "
+        "in the extension's own loop per row and head (step=native; fused_step: whether the extension was built "
+        "here, else it ran the module path) and its linears run on weights "
         "prepared for the CPU (linear=tiled: a hand-written AVX2 kernel on 16-column weight tiles below 64 rows, "
-        "oneDNN-packed from there); 'ours modules' is the same with the step through the nn.Modules: "
-        "fused_speedup_<mode>_b<batch> = modules' time / ours' time; 'ours packed' is fastest with MKL's GEMM on "
+        "oneDNN-packed from there); 'ours fused' is the same with ATen's attention operations in the C++ step "
+        "(step=fused): native_speedup_<mode>_b<batch> = fused's time / ours' time; 'ours modules' is the same with "
+        "the step through the nn.Modules: fused_speedup_<mode>_b<batch> = modules' time / fused's time; 'ours "
+        "packed' is fastest with MKL's GEMM on "
         "transposed weights below 64 rows (linear=packed): tiled_speedup_<mode>_b<batch> = packed's time / ours' "
         "time; 'ours aten' is fastest with F.linear: packed_speedup_<mode>_b<batch> = aten's time / packed's time",
         "'ours gather' is the fastest preset with F.linear, the module step and beams followed by index_select "

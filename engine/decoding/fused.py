@@ -1,4 +1,5 @@
-"""DecodeOptions.step = "fused": every layer of a decode step in one C++ call (fused_step.cpp).
+"""DecodeOptions.step = "fused": every layer of a decode step in one C++ call (fused_step.cpp); step = "native":
+the same, with the new token's attention in the extension's own loop per row and head instead of ATen's calls.
 
 The module path (GPT.forward with a KV cache) runs ~60 ATen operations a step for the 4-layer model, each
 reached through nn.Module calls, Python argument parsing and views: on a CPU at batch 1 that Python costs
@@ -79,9 +80,10 @@ def weights(model: nn.Module):
 
 
 def fused_step(w, tok: torch.Tensor, pos: torch.Tensor, t: int, k_bufs, v_bufs, key_mask: torch.Tensor | None,
-               prefix=None, attention: str = "sdpa") -> torch.Tensor:
+               prefix=None, attention: str = "sdpa", native: bool = False) -> torch.Tensor:
     """Logits (R, V) for one new token per row: GPT.forward(tok[:, None], pos, key_mask, cache)[:, -1] on a
     static cache whose buffers are k_bufs, v_bufs (written at t, or t - P under a shared prefix); w from
-    weights(model). prefix: (prefix_k, prefix_v, prefix_mask) of a shared-prefix cache, or None."""
+    weights(model). prefix: (prefix_k, prefix_v, prefix_mask) of a shared-prefix cache, or None. native (step
+    "native"): the attention of the new token in fused_step.cpp's own loop instead of ATen's operations."""
     pk, pv, pmask = prefix if prefix is not None else ([], [], None)
-    return w.step(tok, pos, t, k_bufs, v_bufs, key_mask, pk, pv, pmask, attention == "sdpa")
+    return w.step(tok, pos, t, k_bufs, v_bufs, key_mask, pk, pv, pmask, attention == "sdpa", native)

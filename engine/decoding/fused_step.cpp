@@ -203,6 +203,98 @@ Tensor attend_shared(const Tensor& q, const Tensor& pk, const Tensor& pv, const 
   return yp.transpose(1, 2).reshape({N, H, 1, D}) + at::matmul(parts[1], gv);
 }
 
+
+// step="native": a decode step's attention for its one new token per row, in a loop per row and head (AVX2),
+// instead of the ATen operations (SDPA, or attend_shared's matmuls, cat, softmax and split), whose fixed cost per
+// call outweighs the arithmetic at these sizes. Keys are the shared prompt's (pk, pv: G, H, P, D with pmask G, 1,
+// 1, P; G = 0 when not shared) then the row's own (gk, gv: R, H, S, D views with gmask R, 1, 1, >= S, or
+// undefined: every key). Scores, softmax and the weighted sum are those of the model's attend(), summed in
+// another order (exact like every option: same tokens, scores within 1e-4). Returns (R, H * D).
+namespace native {
+__attribute__((target("avx2,fma"))) inline float dot(const float* a, const float* b, int64_t D) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  float s = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+  for (; d < D; ++d) s += a[d] * b[d];
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) inline void axpy(float p, const float* v, float* o, int64_t D) {
+  int64_t d = 0;
+  const __m256 pb = _mm256_set1_ps(p);
+  for (; d + 8 <= D; d += 8) _mm256_storeu_ps(o + d, _mm256_fmadd_ps(pb, _mm256_loadu_ps(v + d), _mm256_loadu_ps(o + d)));
+  for (; d < D; ++d) o[d] += p * v[d];
+}
+
+struct Keys {  // one (B, H, L, D) float tensor with a contiguous last dimension, and its (B, 1, 1, >= L) mask
+  const float *k = nullptr, *v = nullptr;
+  int64_t k0 = 0, k1 = 0, k2 = 0, v0 = 0, v1 = 0, v2 = 0, len = 0;
+  const bool* m = nullptr;
+  int64_t m0 = 0, m3 = 0;
+  Keys(const Tensor& k_, const Tensor& v_, const Tensor& mask) {
+    if (!k_.defined()) return;
+    k = k_.data_ptr<float>(), v = v_.data_ptr<float>(), len = k_.size(2);
+    k0 = k_.stride(0), k1 = k_.stride(1), k2 = k_.stride(2), v0 = v_.stride(0), v1 = v_.stride(1), v2 = v_.stride(2);
+    if (mask.defined()) m = mask.data_ptr<bool>(), m0 = mask.stride(0), m3 = mask.stride(3);
+  }
+};
+
+__attribute__((target("avx2,fma"))) void rows(const float* q, const Keys& pre, const Keys& own, int64_t R,
+                                              int64_t H, int64_t D, int64_t K, float scale, float* out,
+                                              int64_t b, int64_t e) {
+  std::vector<float> s(pre.len + own.len);
+  for (int64_t i = b; i < e; ++i) {
+    const int64_t r = i / H, h = i % H, g = r / K;
+    const float* qi = q + i * D;
+    float top = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < pre.len; ++j) {
+      const bool on = pre.m == nullptr || pre.m[g * pre.m0 + j * pre.m3];
+      s[j] = on ? dot(qi, pre.k + g * pre.k0 + h * pre.k1 + j * pre.k2, D) * scale
+                : -std::numeric_limits<float>::infinity();
+      top = std::max(top, s[j]);
+    }
+    for (int64_t j = 0; j < own.len; ++j) {
+      const bool on = own.m == nullptr || own.m[r * own.m0 + j * own.m3];
+      float& sj = s[pre.len + j];
+      sj = on ? dot(qi, own.k + r * own.k0 + h * own.k1 + j * own.k2, D) * scale
+              : -std::numeric_limits<float>::infinity();
+      top = std::max(top, sj);
+    }
+    float total = 0.f;
+    for (float& sj : s) total += (sj = std::exp(sj - top));
+    const float inv = 1.f / total;
+    float* o = out + i * D;
+    std::fill(o, o + D, 0.f);
+    for (int64_t j = 0; j < pre.len; ++j) axpy(s[j] * inv, pre.v + g * pre.v0 + h * pre.v1 + j * pre.v2, o, D);
+    for (int64_t j = 0; j < own.len; ++j)
+      axpy(s[pre.len + j] * inv, own.v + r * own.v0 + h * own.v1 + j * own.v2, o, D);
+  }
+}
+
+bool runs(const Tensor& q, const Tensor& k) {  // float32 on the CPU with AVX2 and FMA, unit-stride head dimension
+  return tiled_supported() && q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && q.device().is_cpu() &&
+         k.stride(3) == 1;
+}
+
+Tensor attend_one(const Tensor& q_in, const Tensor& pk, const Tensor& pv, const Tensor& pmask, const Tensor& gk,
+                  const Tensor& gv, const Tensor& gmask) {
+  const int64_t R = q_in.size(0), H = q_in.size(1), D = q_in.size(3);
+  const int64_t K = pk.defined() ? R / pk.size(0) : 1;
+  const Tensor q = q_in.contiguous(), pm = pmask.defined() ? pmask.contiguous() : pmask;
+  TORCH_CHECK(!pk.defined() || (pk.stride(3) == 1 && pv.stride(3) == 1), "prompt keys with a unit-stride head dim");
+  TORCH_CHECK(gv.stride(3) == 1, "values with a unit-stride head dimension");
+  Tensor out = at::empty({R, H * D}, q.options());
+  const Keys pre(pk, pv, pm), own(gk, gv, gmask);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  const float* qd = q.data_ptr<float>();
+  float* od = out.data_ptr<float>();
+  at::parallel_for(0, R * H, 16, [&](int64_t b, int64_t e) { rows(qd, pre, own, R, H, D, K, scale, od, b, e); });
+  return out;
+}
+}  // namespace native
 }  // namespace
 
 // The weights of one model as the step reads them, converted from Python once (decoding/fused.py).
@@ -248,7 +340,7 @@ struct Weights {
   Tensor step(const Tensor& tok, const Tensor& pos, int64_t t, const std::vector<Tensor>& k_bufs,
               const std::vector<Tensor>& v_bufs, const std::optional<Tensor>& key_mask,
               const std::vector<Tensor>& prefix_k, const std::vector<Tensor>& prefix_v,
-              const std::optional<Tensor>& prefix_mask, bool sdpa) const {
+              const std::optional<Tensor>& prefix_mask, bool sdpa, bool native_attention) const {
     at::InferenceMode guard;
     const int64_t R = tok.size(0), C = tok_emb.size(1), H = n_head, D = C / H, S = t + 1;
     const size_t n_layer = k_bufs.size();
@@ -264,9 +356,15 @@ struct Weights {
       k_bufs[i].narrow(2, g, 1).copy_(k);
       v_bufs[i].narrow(2, g, 1).copy_(v);
       Tensor ks = k_bufs[i].narrow(2, 0, g + 1), vs = v_bufs[i].narrow(2, 0, g + 1);
-      Tensor y = prefix_k.empty() ? attend(q, ks, vs, mask, sdpa)
-                                  : attend_shared(q, prefix_k[i], prefix_v[i], pmask, ks, vs);
-      x = x + apply(L[4 * i + 1], y.transpose(1, 2).reshape({R, C}));
+      Tensor y;
+      if (native_attention && native::runs(q, ks)) {
+        y = prefix_k.empty() ? native::attend_one(q, Tensor(), Tensor(), Tensor(), ks, vs, mask)
+                             : native::attend_one(q, prefix_k[i], prefix_v[i], pmask, ks, vs, Tensor());
+      } else {
+        y = prefix_k.empty() ? attend(q, ks, vs, mask, sdpa) : attend_shared(q, prefix_k[i], prefix_v[i], pmask, ks, vs);
+        y = y.transpose(1, 2).reshape({R, C});
+      }
+      x = x + apply(L[4 * i + 1], y);
       h = at::layer_norm(x, {C}, norms[4 * i + 2], norms[4 * i + 3], eps);
       x = x + apply(L[4 * i + 3], at::gelu(apply(L[4 * i + 2], h)));
     }

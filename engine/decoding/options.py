@@ -22,7 +22,7 @@ GRAD_MODES = ("no_grad", "inference")
 PRECISIONS = ("fp32", "bf16", "int8-dynamic")  # decoding/precision.py; only fp32 is checked for identical outputs
 COMPILES = ("off", "inductor")  # decoding/compiled.py: the decode step through torch.compile
 LINEARS = ("aten", "packed", "tiled")  # decoding/precision.py: F.linear, or weights prepared for the CPU's kernels
-STEPS = ("modules", "fused")  # decoding/fused.py: a decode step through the nn.Modules, or in one C++ call
+STEPS = ("modules", "fused", "native")  # decoding/fused.py: through the nn.Modules, in one C++ call, + C++ attention
 MAX_WIDTH = 64
 MAX_SAMPLES = 64
 MAX_STAGES = 6
@@ -56,7 +56,7 @@ class DecodeOptions:
     precision: str = "fp32"        # fp32 | bf16 | int8-dynamic: the last two MAY CHANGE OUTPUTS (agreement measured)
     compile: str = "off"           # off | inductor: the decode step compiled (static cache, gather or clone only)
     linear: str = "aten"           # aten | packed | tiled: weights transposed / oneDNN-packed / AVX2 tiles (exact)
-    step: str = "modules"          # modules | fused: every layer of a decode step in one C++ call (static cache)
+    step: str = "modules"          # modules | fused | native: a decode step in one C++ call (native: its attention too)
 
     def __post_init__(self):
         for name, choices in (("decoder", DECODERS), ("cache", CACHES), ("beam_cache", BEAM_CACHES),
@@ -87,19 +87,20 @@ class DecodeOptions:
             raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
         if self.compile != "off":
             self._check_compile()
-        if self.step == "fused":
+        if self.step != "modules":
             self._check_fused()
 
     def _check_fused(self) -> None:
-        """step=fused runs one C++ function per decode step on the static cache's buffers (decoding/fused.py)."""
+        """step=fused (and native) runs one C++ function per decode step on the static cache's buffers
+        (decoding/fused.py)."""
         if self.cache != "static":
-            raise ValueError(f"step=fused runs on the static KV cache, not cache={self.cache}")
+            raise ValueError(f"step={self.step} runs on the static KV cache, not cache={self.cache}")
         if self.compile != "off":
-            raise ValueError(f"step=fused is its own compiled step: set compile=off, not {self.compile}")
+            raise ValueError(f"step={self.step} is its own compiled step: set compile=off, not {self.compile}")
         if self.one_at_a_time:
-            raise ValueError("step=fused runs the batched loop (one_at_a_time off)")
+            raise ValueError(f"step={self.step} runs the batched loop (one_at_a_time off)")
         if self.precision == "int8-dynamic":
-            raise ValueError("step=fused runs float weights (fp32 or bf16), not int8-dynamic's quantized layers")
+            raise ValueError(f"step={self.step} runs float weights (fp32 or bf16), not int8-dynamic's quantized layers")
 
     def _check_compile(self) -> None:
         """compile runs one fixed-shape step (GPT.decode_step) on the static cache's buffers."""
@@ -173,7 +174,7 @@ DECODE_PRESETS: dict[str, DecodeOptions] = {
                         rebuild_masks=True),
     "V3": DecodeOptions(cache="static", beam_cache="gather", attention="sdpa", grad_mode="inference"),
     "fastest": DecodeOptions(cache="static", beam_cache="shared-prefix", attention="sdpa", grad_mode="inference",
-                             linear="tiled", step="fused"),
+                             linear="tiled", step="native"),
 }
 
 

@@ -101,7 +101,7 @@ class BatchSession(_Timed):
             self.seq[:, :P] = self.idx
         self.tables = None if opts.rebuild_masks else self._build_tables(self.pad)
         self.compiled = compiled_step(model) if opts.compile != "off" else None  # options checked the rest
-        self.fused = session_weights(model) if opts.step == "fused" else None  # built before the first step
+        self.fused = session_weights(model) if opts.step != "modules" else None  # built before the first step
 
     def _build_tables(self, pad: torch.Tensor) -> dict[str, torch.Tensor]:
         """Masks and positions for every step, built once and sliced per step (V3 and fastest)."""
@@ -179,7 +179,8 @@ class BatchSession(_Timed):
         if self.shared:
             prefix, static = (cache.prefix_k, cache.prefix_v, cache.prefix_mask), cache.inner
         k, v = static.buffers(tok.size(0), cfg.n_head, cfg.head_dim, self.cache_like())
-        return fused_step(self.fused, tok, pos, S - 1, k, v, self._key_mask(S), prefix, self.opts.attention)
+        return fused_step(self.fused, tok, pos, S - 1, k, v, self._key_mask(S), prefix, self.opts.attention,
+                          self.opts.step == "native")
 
     def _fused_prefill(self) -> torch.Tensor:
         """Logits (rows, V) after every prompt from decoding/fused.py: the module path's prefill in one C++ call,
