@@ -242,35 +242,40 @@ struct Keys {  // one (B, H, L, D) float tensor with a contiguous last dimension
   }
 };
 
-__attribute__((target("avx2,fma"))) void rows(const float* q, const Keys& pre, const Keys& own, int64_t R,
-                                              int64_t H, int64_t D, int64_t K, float scale, float* out,
-                                              int64_t b, int64_t e) {
+// One query's scaled scores against a key segment's keys (its batch row b, head h) into s, masked keys -inf;
+// returns their max (-inf for an empty segment).
+__attribute__((target("avx2,fma"))) float scores(const float* qi, const Keys& keys, int64_t b, int64_t h,
+                                                 int64_t D, float scale, float* s) {
+  float top = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < keys.len; ++j) {
+    const bool on = keys.m == nullptr || keys.m[b * keys.m0 + j * keys.m3];
+    s[j] = on ? dot(qi, keys.k + b * keys.k0 + h * keys.k1 + j * keys.k2, D) * scale
+              : -std::numeric_limits<float>::infinity();
+    top = std::max(top, s[j]);
+  }
+  return top;
+}
+
+// o += sum_j p[j] * inv * v_j over a key segment's values (batch row b, head h).
+__attribute__((target("avx2,fma"))) void mix(const Keys& keys, int64_t b, int64_t h, const float* p, float inv,
+                                             float* o, int64_t D) {
+  for (int64_t j = 0; j < keys.len; ++j) axpy(p[j] * inv, keys.v + b * keys.v0 + h * keys.v1 + j * keys.v2, o, D);
+}
+
+__attribute__((target("avx2,fma"))) void rows(const float* q, const Keys& pre, const Keys& own, int64_t H,
+                                              int64_t D, int64_t K, float scale, float* out, int64_t b, int64_t e) {
   std::vector<float> s(pre.len + own.len);
   for (int64_t i = b; i < e; ++i) {
-    const int64_t r = i / H, h = i % H, g = r / K;
+    const int64_t r = i / H, h = i % H, g = r / K;  // the prompt's keys are per problem (g), the rest per row
     const float* qi = q + i * D;
-    float top = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < pre.len; ++j) {
-      const bool on = pre.m == nullptr || pre.m[g * pre.m0 + j * pre.m3];
-      s[j] = on ? dot(qi, pre.k + g * pre.k0 + h * pre.k1 + j * pre.k2, D) * scale
-                : -std::numeric_limits<float>::infinity();
-      top = std::max(top, s[j]);
-    }
-    for (int64_t j = 0; j < own.len; ++j) {
-      const bool on = own.m == nullptr || own.m[r * own.m0 + j * own.m3];
-      float& sj = s[pre.len + j];
-      sj = on ? dot(qi, own.k + r * own.k0 + h * own.k1 + j * own.k2, D) * scale
-              : -std::numeric_limits<float>::infinity();
-      top = std::max(top, sj);
-    }
+    const float top = std::max(scores(qi, pre, g, h, D, scale, s.data()),
+                               scores(qi, own, r, h, D, scale, s.data() + pre.len));
     float total = 0.f;
     for (float& sj : s) total += (sj = std::exp(sj - top));
-    const float inv = 1.f / total;
     float* o = out + i * D;
     std::fill(o, o + D, 0.f);
-    for (int64_t j = 0; j < pre.len; ++j) axpy(s[j] * inv, pre.v + g * pre.v0 + h * pre.v1 + j * pre.v2, o, D);
-    for (int64_t j = 0; j < own.len; ++j)
-      axpy(s[pre.len + j] * inv, own.v + r * own.v0 + h * own.v1 + j * own.v2, o, D);
+    mix(pre, g, h, s.data(), 1.f / total, o, D);
+    mix(own, r, h, s.data() + pre.len, 1.f / total, o, D);
   }
 }
 
@@ -291,7 +296,7 @@ Tensor attend_one(const Tensor& q_in, const Tensor& pk, const Tensor& pv, const 
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
   const float* qd = q.data_ptr<float>();
   float* od = out.data_ptr<float>();
-  at::parallel_for(0, R * H, 16, [&](int64_t b, int64_t e) { rows(qd, pre, own, R, H, D, K, scale, od, b, e); });
+  at::parallel_for(0, R * H, 16, [&](int64_t b, int64_t e) { rows(qd, pre, own, H, D, K, scale, od, b, e); });
   return out;
 }
 }  // namespace native
