@@ -123,12 +123,8 @@ def linear_traffic(model, reps: int = 200) -> dict:
 
 def _tiled_in_turn(lins, ins, per_call) -> float | None:
     """linear_traffic's in-turn loop through linear=tiled's kernel (TiledLinear), or None where it cannot run."""
-    from ..decoding.native import FusedUnavailable, extension
-    from ..decoding.precision import TiledLinear
-    try:
-        if not extension().tiled_supported() or lins[0].weight.device.type != "cpu":
-            return None
-    except FusedUnavailable:
+    from ..decoding.precision import TiledLinear, tiled_unavailable
+    if lins[0].weight.device.type != "cpu" or tiled_unavailable() is not None:
         return None
     tiled = [TiledLinear(m) for m in lins]
     return per_call(lambda: [t(i) for i, t in zip(ins, tiled)], len(tiled))

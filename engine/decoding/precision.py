@@ -142,7 +142,7 @@ def model_at(model: nn.Module, precision: str, linear: str = "aten") -> nn.Modul
     if linear == "tiled" and precision != "fp32":  # the kernel is float32: the preset's bf16 runs as packed
         linear = "packed"
     if linear == "tiled" and packs(model):
-        why = _tiled_or_why(model)
+        why = tiled_unavailable()
         if why is not None:
             if why not in _warned:
                 _warned.add(why)
@@ -164,7 +164,7 @@ def model_at(model: nn.Module, precision: str, linear: str = "aten") -> nn.Modul
 _warned: set[str] = set()  # each reason for running "tiled" as "packed" is said once per process
 
 
-def _tiled_or_why(model: nn.Module) -> str | None:
+def tiled_unavailable() -> str | None:
     """None where linear "tiled" can run here (the extension builds, the CPU has AVX2 and FMA), else why not."""
     try:
         if not extension().tiled_supported():
