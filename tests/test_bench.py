@@ -223,7 +223,10 @@ def test_frontier_on_the_shipped_model_verifies_and_the_search_rules_hold():
         front = [r for r in result["rows"] if r["mode"] == mode and r["pareto"]]
         best = max(r["accuracy"] for r in result["rows"] if r["mode"] == mode)
         assert front and max(r["accuracy"] for r in front) == best
+        # each call's fastest run, summed, can only be at most the mean of the whole passes
+        assert all(r["ms_per_problem"] <= r["mean_ms_per_problem"] + 0.01 for r in result["rows"] if r["mode"] == mode)
     summary = result["summary"]
+    assert summary["stop_never_more_steps"] is True
     assert summary["stop_on_verified_accuracy_gap"] == {"2_2": 0.0}
     assert summary["cascade_accuracy_gap"]["2_2"] <= 0
     assert 0 <= summary["stop_on_verified_saved_steps"]["2_2"] < 1
