@@ -237,6 +237,41 @@ def test_cascade_stages_pass_stop_on_verified_on(model):
     assert [s.stops for s in result.steps[:n_first]] == [s.stops for s in first.steps]
 
 
+def test_later_cascade_stages_start_from_the_first_stages_prefill_with_the_same_outcome(model, monkeypatch):
+    """The prompts go through the model once per cascade: the later stages take their keys, values and first
+    logits from the first stage (cache.PromptStore), with every cache option, and the outcome is that of
+    running each stage's own prefill (same tokens and beam tree, scores within 1e-4)."""
+    from engine.decoding import cascade as cascade_module
+    from engine.decoding.cache import PromptStore
+    taken = []
+    real_take = PromptStore.take
+    monkeypatch.setattr(PromptStore, "take", lambda self, problems, P: taken.append(list(problems))
+                        or real_take(self, problems, P))
+    rule = lambda p, ids: sum(ids) % 3 == p % 3  # noqa: E731
+    combos = [dict(cache=c, beam_cache=b, attention=a)
+              for c, b, a in itertools.product(("concat", "static"), BEAM_CACHES, ATTENTIONS)]
+    combos += [dict(step="fused"), dict(step="native", beam_cache="shared-prefix"), dict(stop_on_verified=True)]
+    for kw in combos:
+        opts = DecodeOptions(max_new=MAX_NEW, decoder="cascade", cascade="greedy > beam 3 > beam 6", **kw)
+        fresh = outcome(run_to_completion(cascade_module.cascade(model, PROMPTS, opts, rule, reuse_prefill=False)))
+        taken.clear()
+        result = run_to_completion(cascade_module.cascade(model, PROMPTS, opts, rule))
+        assert len(taken) == 2 and min(map(len, taken)) < len(PROMPTS), kw  # stages 2 and 3, on unsettled problems
+        h, sc, tree = outcome(result)
+        assert (h, tree) == (fresh[0], fresh[2]), kw
+        for a, b in zip(sc, fresh[1]):
+            assert a == pytest.approx(b, abs=1e-4), kw
+        # one problem at a time the reused prefill is the same computation: identical scores
+        one = [run_to_completion(cascade_module.cascade(model, [p], opts, lambda _, ids, i=i: rule(i, ids), reuse))
+               for i, p in enumerate(PROMPTS) for reuse in (False, True)]
+        for fresh_one, reused_one in zip(one[::2], one[1::2]):
+            assert outcome(reused_one) == outcome(fresh_one), kw
+    taken.clear()
+    run(model, PROMPTS, rule, decoder="cascade", cascade="greedy > beam 3", cache="none")
+    run(model, PROMPTS, rule, decoder="cascade", cascade="greedy > beam 3", one_at_a_time=True, cache="static")
+    assert not taken, "cache=none and the seed's loop compute every stage's prefill"
+
+
 def test_the_polynomial_verifier_settles_a_cascade_at_greedy():
     """With the default acceptance check (decomposition), a correct greedy answer ends the cascade."""
     q, p = (3, -2, 1), (7, -5, 3)

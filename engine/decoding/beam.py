@@ -43,10 +43,12 @@ class _Problem:
         return any(e is entry for e in self.finished)
 
 
-def beam_search(model, prompts, opts: DecodeOptions, accept: Accept | None = None) -> Generator[Step, None, Decoded]:
+def beam_search(model, prompts, opts: DecodeOptions, accept: Accept | None = None,
+                store=None) -> Generator[Step, None, Decoded]:
+    """store: (PromptStore, problems) for a cascade's shared prefill (session.open_session)."""
     K, V = opts.width, model.config.vocab_size
     accept = accept if opts.stop_on_verified else None
-    sess = open_session(model, prompts, opts)
+    sess = open_session(model, prompts, opts, store)
     fused_select = sess.fused_beam_select()  # C++ selection where the step is fused, else None
     problems = [_Problem(b, [()] * K, [-1] * K, []) for b in range(len(prompts))]
     active = list(problems)

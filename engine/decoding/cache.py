@@ -227,6 +227,45 @@ class SharedPrefixCache:
         return shared + self.inner.nbytes
 
 
+def prompt_kv(cache, P: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Right after a prefill of P positions: every layer's prompt keys and values (rows, H, P, D), in tensors
+    the cache will not write again (a static cache's buffers are reused by later reorders, so those are copied)."""
+    if cache.prefix_k is not None:
+        return list(cache.prefix_k), list(cache.prefix_v)
+    if isinstance(cache, StaticCache):
+        return [t[:, :, :P].clone() for t in cache.k], [t[:, :, :P].clone() for t in cache.v]
+    return list(cache.k), list(cache.v)
+
+
+class PromptStore:
+    """A batch's prompts after one prefill (the keys and values of every layer, and the logits of the token
+    after each prompt), so that a later search over some of the same problems starts from them instead of
+    running the prompts through the model again: a cascade's later stages (decoding/cascade.py). Prompts are
+    right-aligned (session.left_pad), so a subset whose longest prompt has P' positions takes the last P'."""
+
+    def __init__(self):
+        self.ks: list[torch.Tensor] | None = None
+        self.vs: list[torch.Tensor] | None = None
+        self.logits: torch.Tensor | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.ks is not None
+
+    def hold(self, ks: list[torch.Tensor], vs: list[torch.Tensor], logits: torch.Tensor) -> None:
+        """ks, vs: per layer (B, H, P, D), one row per problem of the whole batch; logits (B, V)."""
+        self.ks, self.vs, self.logits = ks, vs, logits
+
+    def take(self, problems: list[int], P: int) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Rows of `problems` (indices into the held batch), the last P positions: (ks, vs, logits)."""
+        if P > self.ks[0].size(2):
+            raise ValueError(f"the held prompts have {self.ks[0].size(2)} positions, asked for {P}")
+        idx = torch.tensor(problems, device=self.logits.device)
+        lo = self.ks[0].size(2) - P
+        pick = lambda t: t.index_select(0, idx)[:, :, lo:]
+        return [pick(t) for t in self.ks], [pick(t) for t in self.vs], self.logits.index_select(0, idx)
+
+
 CACHE_STRATEGIES: dict[str, type | None] = {"none": None, "concat": ConcatCache, "static": StaticCache}
 BEAM_CACHE_HANDLING = ("clone", "gather", "shared-prefix")
 

@@ -4,8 +4,13 @@
 
 Stage 1 decodes every problem; each later stage decodes, in one batch, only the problems none of whose
 hypotheses the acceptance check accepted so far. A problem's hypotheses are those of the stage that settled
-it (the first stage with an accepted hypothesis, else the last stage run). Each stage is exactly that
-decoder run alone on those problems (every other option, stop_on_verified included, as given).
+it (the first stage with an accepted hypothesis, else the last stage run). Each stage is that decoder run
+alone on those problems (every other option, stop_on_verified included, as given), except that the prompts go
+through the model once: the later stages start from the first stage's prefill (its keys, values and next-token
+logits, cache.PromptStore) instead of computing it again. One problem at a time that is the same computation;
+in a batch the first stage's padding and row count may differ from a later stage's, which moves float rounding
+only (the equivalence tests hold cascades to the same tokens, like every option). reuse_prefill=False
+computes every stage's prefill (the seed's one-beam-at-a-time loop and cache="none" always do).
 """
 from __future__ import annotations
 
@@ -14,15 +19,18 @@ from dataclasses import replace
 from typing import Generator
 
 from .beam import beam_search
+from .cache import PromptStore
 from .events import Accept, Decoded, Hypothesis, Step
 from .greedy import greedy_or_sample
 from .options import DecodeOptions
 
 
-def cascade(model, prompts, opts: DecodeOptions, accept: Accept) -> Generator[Step, None, Decoded]:
+def cascade(model, prompts, opts: DecodeOptions, accept: Accept,
+            reuse_prefill: bool = True) -> Generator[Step, None, Decoded]:
     """Yields every stage's Steps (Beam.problem and stops in the caller's problem numbering, Step.stage set);
     returns a Decoded whose stage_of says which stage each problem's hypotheses come from."""
     B = len(prompts)
+    shared = PromptStore() if reuse_prefill and len(opts.stages()) > 1 else None  # filled by the first stage
     hyps: list[tuple[Hypothesis, ...]] = [()] * B
     stage_of = [0] * B
     todo = list(range(B))  # problems not settled yet
@@ -31,7 +39,8 @@ def cascade(model, prompts, opts: DecodeOptions, accept: Accept) -> Generator[St
     for k, stage in enumerate(opts.stages()):
         run = beam_search if stage.decoder == "beam" else greedy_or_sample
         local = list(todo)
-        gen = run(model, [prompts[b] for b in local], stage, lambda i, ids, local=local: accept(local[i], ids))
+        gen = run(model, [prompts[b] for b in local], stage, lambda i, ids, local=local: accept(local[i], ids),
+                  None if shared is None else (shared, local))
         while True:
             try:
                 ev = next(gen)

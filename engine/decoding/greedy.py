@@ -30,8 +30,8 @@ def sample_next(logits: torch.Tensor, generator: torch.Generator, temperature: f
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
 
 
-def greedy_or_sample(model, prompts, opts: DecodeOptions,
-                     accept: Accept | None = None) -> Generator[Step, None, Decoded]:
+def greedy_or_sample(model, prompts, opts: DecodeOptions, accept: Accept | None = None,
+                     store=None) -> Generator[Step, None, Decoded]:
     """Greedy or sampling. Each problem is prefilled once and gets opts.samples rows (1 for greedy); a row
     leaves the batch when it emits END. A problem's hypotheses are its rows' answers, best score first.
 
@@ -40,10 +40,11 @@ def greedy_or_sample(model, prompts, opts: DecodeOptions,
     marked: Beam.accepted, reason "verified"). Rows leaving change the shape of later random
     draws, so the samples of the other problems in the batch may differ from a run without stops.
     Scores are the model's own log-probs of the chosen tokens (before temperature, top-k, top-p).
+    store: (PromptStore, problems) for a cascade's shared prefill (session.open_session).
     """
     N = opts.beams
     accept = accept if opts.stop_on_verified else None
-    sess = open_session(model, prompts, opts)
+    sess = open_session(model, prompts, opts, store)
     gen = None
     if opts.decoder == "sample":
         gen = torch.Generator(device=sess.device).manual_seed(opts.seed)

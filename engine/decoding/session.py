@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from .cache import make_cache
+from .cache import PromptStore, make_cache, prompt_kv
 from .compiled import compiled_step
 from .fused import extension as fused_extension, fused_step, session_weights
 from .precision import model_at
@@ -38,11 +38,18 @@ def left_pad(prompts: Sequence[Sequence[int]], device: torch.device | str = "cpu
     return ids.to(device), mask.to(device)
 
 
-def open_session(model, prompts: Sequence[Sequence[int]], opts) -> "BatchSession | SerialSession":
+def open_session(model, prompts: Sequence[Sequence[int]], opts,
+                 store: "tuple[PromptStore, list[int]] | None" = None) -> "BatchSession | SerialSession":
     """The session a decoder runs on: the seed's one-beam-at-a-time loop when opts.one_at_a_time, else batched;
-    on the model at opts.precision with opts.linear's kernels (decoding/precision.py)."""
-    cls = SerialSession if opts.one_at_a_time else BatchSession
-    return cls(model_at(model, opts.precision, opts.linear), [list(map(int, p)) for p in prompts], opts)
+    on the model at opts.precision with opts.linear's kernels (decoding/precision.py).
+
+    store = (PromptStore, problems): the prompts are rows `problems` of the store's batch; the prefill takes
+    them from the store when it holds them, else computes them and leaves them there (a cascade's stages share
+    one prefill: decoding/cascade.py). Only the batched session with a cache uses it."""
+    if opts.one_at_a_time:
+        return SerialSession(model_at(model, opts.precision, opts.linear), [list(map(int, p)) for p in prompts], opts)
+    return BatchSession(model_at(model, opts.precision, opts.linear), [list(map(int, p)) for p in prompts], opts,
+                        store)
 
 # Elements (4 MB of float32) per temporary of one no-cache forward. Small on purpose: glibc hands freed
 # blocks of this size back to later steps, while bigger ones (which grow with S every step) pile up in its
@@ -73,8 +80,9 @@ class _Timed:
 class BatchSession(_Timed):
     """All rows in one forward per step. Rows are grouped by problem (K per problem after expand)."""
 
-    def __init__(self, model, prompts: list[list[int]], opts):
+    def __init__(self, model, prompts: list[list[int]], opts, store: "tuple[PromptStore, list[int]] | None" = None):
         self.model, self.opts = model, opts
+        self.store = store if opts.cache != "none" else None
         self.device = next(model.parameters()).device
         lens = [len(p) for p in prompts]
         self.P = P = max(lens)
@@ -135,17 +143,26 @@ class BatchSession(_Timed):
         return (torch.arange(lo, hi, device=self.device)[None, :] - self.pad[:, None]).clamp(min=0)
 
     def prefill(self) -> torch.Tensor:
-        """Logits (rows, V) for the token after every prompt; fills the cache."""
+        """Logits (rows, V) for the token after every prompt; fills the cache (from the store where it holds
+        these prompts, and into it where it does not yet)."""
         with phase("prefill"):
             P = self.P
             if self.recompute:
                 return self._recompute(P)[:, -1]
+            if self.store is not None and self.store[0].held:
+                ks, vs, logits = self.store[0].take(self.store[1], P)
+                for layer, (k, v) in enumerate(zip(ks, vs)):
+                    self.cache.update(layer, k, v)
+                self.cache.advance(P)
+                return logits
             if self.fused is not None:
                 logits = self._fused_prefill()[:, None]
             else:
                 logits = self.model(self.idx, pos=self._positions(0, P), mask=self._mask_full(P), cache=self.cache,
                                     attention=self.opts.attention, last_only=True)
             self.cache.advance(P)
+            if self.store is not None:
+                self.store[0].hold(*prompt_kv(self.cache, P), logits[:, -1])
         return logits[:, -1]
 
     def step(self, tok: torch.Tensor) -> torch.Tensor:
