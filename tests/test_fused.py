@@ -85,3 +85,31 @@ def test_wide_batches_take_the_packed_gemm_with_the_same_outputs(model):
                                                                                                    step=step)))
         assert [h.ids for g in got.hypotheses for h in g] == [h.ids for g in want.hypotheses for h in g], step
         assert scores(got) == pytest.approx(scores(want), abs=1e-4), step
+
+
+def test_the_native_step_follows_beams_by_slots_with_the_same_outputs(model, monkeypatch):
+    """fastest beam search (native step, shared prefix) never copies the generated cache: rows follow their
+    parents through StaticCache.slots. The beams, scores and tree are bit-identical to the same step copying
+    rows (index_select), also while problems leave the batch; the beam ends on different steps per problem."""
+    from engine.decoding.cache import StaticCache
+    from test_decode import outcome, random_model
+    wide = random_model()
+    used = []
+    real = StaticCache.use_slots
+    monkeypatch.setattr(StaticCache, "use_slots", lambda self: used.append(1) or real(self))
+    prompts = PROMPTS + [[19, 16, 27, 1, 18, 15, 22, 9]]
+    for width in (3, 10):
+        opts = preset("fastest", decoder="beam", width=width, max_new=14)
+        used.clear()
+        by_slots = run_to_completion(decode(wide, prompts, opts))
+        assert used, "fastest beam search should follow beams by slots"
+        monkeypatch.setattr(StaticCache, "use_slots", lambda self: None)
+        copied = run_to_completion(decode(wide, prompts, opts))
+        monkeypatch.setattr(StaticCache, "use_slots", lambda self: used.append(1) or real(self))
+        assert outcome(by_slots) == outcome(copied), width
+        stops = [step for step, s in enumerate(by_slots.steps) if s.stops]
+        assert len(stops) >= 2, "problems should leave the batch on different steps"
+    for over in (dict(step="fused"), dict(beam_cache="gather"), dict(precision="bf16")):
+        used.clear()
+        run_to_completion(decode(wide, prompts, preset("fastest", decoder="beam", width=3, max_new=6, **over)))
+        assert not used, over

@@ -76,13 +76,26 @@ class StaticCache:
     rows uses the first n rows. Positions not written yet are never read, so the buffers are left
     uninitialised, unless `zeroed`: the compiled step (GPT.decode_step) reads whole buffers, masked, and needs
     finite values everywhere.
+
+    With use_slots() (step "native" on a shared-prefix cache's generated part) rows are never moved: `slots`
+    (rows, max_len) says which buffer row holds each row's key and value at each position, a step writes its
+    token's at rows 0..R-1 of the new position, and a reorder gathers the small table instead of the cache
+    (a position, once written, is never written again, so every row it is the history of can keep reading it).
+    The native attention reads keys through the table; the values read are the same, so outputs do not change.
     """
 
     prefix_k = None
 
     def __init__(self, n_layer: int, max_len: int, zeroed: bool = False):
         self.n_layer, self.max_len, self.zeroed = n_layer, max_len, zeroed
+        self.by_slots = False
         self.reset()
+
+    def use_slots(self) -> None:
+        """Follow beams through the slot table instead of copying rows (before the first step; see above)."""
+        if self.buf is not None:
+            raise ValueError("use_slots() comes before the cache holds anything")
+        self.by_slots = True
 
     def _buffer(self, like: torch.Tensor, shape) -> torch.Tensor:
         return like.new_zeros(shape) if self.zeroed else like.new_empty(shape)
@@ -96,6 +109,7 @@ class StaticCache:
     def reset(self) -> None:
         self._use(None)
         self.spare: torch.Tensor | None = None  # the reorder target
+        self.slots: torch.Tensor | None = None  # (rows, max_len) int64 with use_slots()
         self.pos = 0
 
     def buffers(self, rows: int, n_head: int, head_dim: int, like: torch.Tensor) -> tuple[list, list]:
@@ -103,11 +117,18 @@ class StaticCache:
         writes them itself: decoding/fused.py)."""
         if self.buf is None:
             self._use(self._buffer(like, (2 * self.n_layer, rows, n_head, self.max_len, head_dim)))
+            if self.by_slots:
+                self.slots = torch.empty((rows, self.max_len), dtype=torch.long, device=like.device)
+                self._rows = torch.arange(rows, device=like.device)
         if self.pos >= self.max_len:
             raise ValueError(f"static cache holds {self.max_len} positions; asked for {self.pos + 1}")
+        if self.by_slots:  # this step's token of row r goes to buffer row r
+            self.slots[:, self.pos] = self._rows[:rows]
         return self.k, self.v
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.by_slots:
+            raise ValueError("a cache with slots is written by the native step only")
         B, H, T, D = k.shape
         if self.buf is None:
             self._use(self._buffer(k, (2 * self.n_layer, B, H, self.max_len, D)))
@@ -122,6 +143,9 @@ class StaticCache:
         self.pos += n
 
     def reorder(self, beam_idx: torch.Tensor) -> None:
+        if self.by_slots:  # rows follow their parents through the table; the buffers stay as they are
+            self.slots = self.slots.index_select(0, beam_idx)
+            return
         n, buf = beam_idx.numel(), self.buf
         if self.spare is None or self.spare.size(1) < n:
             self.spare = self._buffer(buf, (buf.size(0), n) + buf.shape[2:])
@@ -133,6 +157,8 @@ class StaticCache:
 
     def clone_rows(self, beam_idx: list[int]) -> None:
         """The seed's way: every surviving row deep-copies its parent's cache (all layers), one row at a time."""
+        if self.by_slots:
+            raise ValueError("a cache with slots follows beams by its table (reorder), not by copies")
         buf = self.buf
         new = buf.new_empty((buf.size(0), len(beam_idx)) + buf.shape[2:])
         for j, r in enumerate(beam_idx):
@@ -141,12 +167,15 @@ class StaticCache:
         self.spare = None
 
     def expand(self, k: int) -> None:
+        if self.by_slots:
+            raise ValueError("a cache with slots is the shared-prefix cache's generated part: nothing to expand")
         self._use(self.buf.repeat_interleave(k, dim=1))
         self.spare = None
 
     @property
     def nbytes(self) -> int:
-        return 0 if self.buf is None else self.buf.numel() * self.buf.element_size()
+        held = 0 if self.buf is None else self.buf.numel() * self.buf.element_size()
+        return held + (0 if self.slots is None else self.slots.numel() * self.slots.element_size())
 
 
 class SharedPrefixCache:

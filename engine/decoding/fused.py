@@ -80,10 +80,12 @@ def weights(model: nn.Module):
 
 
 def fused_step(w, tok: torch.Tensor, pos: torch.Tensor, t: int, k_bufs, v_bufs, key_mask: torch.Tensor | None,
-               prefix=None, attention: str = "sdpa", native: bool = False) -> torch.Tensor:
+               prefix=None, attention: str = "sdpa", native: bool = False,
+               slots: torch.Tensor | None = None) -> torch.Tensor:
     """Logits (R, V) for one new token per row: GPT.forward(tok[:, None], pos, key_mask, cache)[:, -1] on a
     static cache whose buffers are k_bufs, v_bufs (written at t, or t - P under a shared prefix); w from
     weights(model). prefix: (prefix_k, prefix_v, prefix_mask) of a shared-prefix cache, or None. native (step
-    "native"): the attention of the new token in fused_step.cpp's own loop instead of ATen's operations."""
+    "native"): the attention of the new token in fused_step.cpp's own loop instead of ATen's operations; slots
+    (native only): the static cache's table of which buffer row holds each row's positions (StaticCache.slots)."""
     pk, pv, pmask = prefix if prefix is not None else ([], [], None)
-    return w.step(tok, pos, t, k_bufs, v_bufs, key_mask, pk, pv, pmask, attention == "sdpa", native)
+    return w.step(tok, pos, t, k_bufs, v_bufs, key_mask, pk, pv, pmask, attention == "sdpa", native, slots)

@@ -234,12 +234,16 @@ struct Keys {  // one (B, H, L, D) float tensor with a contiguous last dimension
   int64_t k0 = 0, k1 = 0, k2 = 0, v0 = 0, v1 = 0, v2 = 0, len = 0;
   const bool* m = nullptr;
   int64_t m0 = 0, m3 = 0;
-  Keys(const Tensor& k_, const Tensor& v_, const Tensor& mask) {
+  const int64_t* slot = nullptr;  // (rows, >= L) or none: row b's position j is stored in buffer row slot[b][j]
+  int64_t s0 = 0;
+  Keys(const Tensor& k_, const Tensor& v_, const Tensor& mask, const Tensor& slots = Tensor()) {
     if (!k_.defined()) return;
     k = k_.data_ptr<float>(), v = v_.data_ptr<float>(), len = k_.size(2);
     k0 = k_.stride(0), k1 = k_.stride(1), k2 = k_.stride(2), v0 = v_.stride(0), v1 = v_.stride(1), v2 = v_.stride(2);
     if (mask.defined()) m = mask.data_ptr<bool>(), m0 = mask.stride(0), m3 = mask.stride(3);
+    if (slots.defined()) slot = slots.data_ptr<int64_t>(), s0 = slots.stride(0);
   }
+  int64_t row(int64_t b, int64_t j) const { return slot ? slot[b * s0 + j] : b; }
 };
 
 // One query's scaled scores against a key segment's keys (its batch row b, head h) into s, masked keys -inf;
@@ -249,7 +253,7 @@ __attribute__((target("avx2,fma"))) float scores(const float* qi, const Keys& ke
   float top = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < keys.len; ++j) {
     const bool on = keys.m == nullptr || keys.m[b * keys.m0 + j * keys.m3];
-    s[j] = on ? dot(qi, keys.k + b * keys.k0 + h * keys.k1 + j * keys.k2, D) * scale
+    s[j] = on ? dot(qi, keys.k + keys.row(b, j) * keys.k0 + h * keys.k1 + j * keys.k2, D) * scale
               : -std::numeric_limits<float>::infinity();
     top = std::max(top, s[j]);
   }
@@ -259,7 +263,9 @@ __attribute__((target("avx2,fma"))) float scores(const float* qi, const Keys& ke
 // o += sum_j p[j] * inv * v_j over a key segment's values (batch row b, head h).
 __attribute__((target("avx2,fma"))) void mix(const Keys& keys, int64_t b, int64_t h, const float* p, float inv,
                                              float* o, int64_t D) {
-  for (int64_t j = 0; j < keys.len; ++j) axpy(p[j] * inv, keys.v + b * keys.v0 + h * keys.v1 + j * keys.v2, o, D);
+  for (int64_t j = 0; j < keys.len; ++j) {
+    axpy(p[j] * inv, keys.v + keys.row(b, j) * keys.v0 + h * keys.v1 + j * keys.v2, o, D);
+  }
 }
 
 __attribute__((target("avx2,fma"))) void rows(const float* q, const Keys& pre, const Keys& own, int64_t H,
@@ -285,14 +291,16 @@ bool runs(const Tensor& q, const Tensor& k) {  // float32 on the CPU with AVX2 a
 }
 
 Tensor attend_one(const Tensor& q_in, const Tensor& pk, const Tensor& pv, const Tensor& pmask, const Tensor& gk,
-                  const Tensor& gv, const Tensor& gmask) {
+                  const Tensor& gv, const Tensor& gmask, const Tensor& slots = Tensor()) {
   const int64_t R = q_in.size(0), H = q_in.size(1), D = q_in.size(3);
   const int64_t K = pk.defined() ? R / pk.size(0) : 1;
   const Tensor q = q_in.contiguous(), pm = pmask.defined() ? pmask.contiguous() : pmask;
   TORCH_CHECK(!pk.defined() || (pk.stride(3) == 1 && pv.stride(3) == 1), "prompt keys with a unit-stride head dim");
   TORCH_CHECK(gv.stride(3) == 1, "values with a unit-stride head dimension");
   Tensor out = at::empty({R, H * D}, q.options());
-  const Keys pre(pk, pv, pm), own(gk, gv, gmask);
+  TORCH_CHECK(!slots.defined() || (slots.scalar_type() == at::kLong && slots.stride(1) == 1 && slots.size(0) >= R &&
+                                   slots.size(1) >= gk.size(2)), "slots: (rows, >= keys) int64, unit column stride");
+  const Keys pre(pk, pv, pm), own(gk, gv, gmask, slots);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
   const float* qd = q.data_ptr<float>();
   float* od = out.data_ptr<float>();
@@ -341,11 +349,15 @@ struct Weights {
   // tok, pos (R,) long; t: the position this token takes (S = t + 1 keys after it). k_bufs, v_bufs: per layer
   // (R, H, max_len, D), this token's key and value written at t (at t - P under a shared prefix of P positions).
   // key_mask: (R, 1, 1, >= S) or None. prefix_k, prefix_v, prefix_mask: the shared-prefix cache's prompt part
-  // (empty lists and None when not shared). Returns logits (R, V).
+  // (empty lists and None when not shared). slots (native attention only): None, or (R, max_len) int64, the buffer
+  // row that holds each row's key and value at each position (beams follow their parents through this table
+  // instead of copying the cache): the buffers then have at least R rows, and this token's go to rows 0..R-1.
+  // Returns logits (R, V).
   Tensor step(const Tensor& tok, const Tensor& pos, int64_t t, const std::vector<Tensor>& k_bufs,
               const std::vector<Tensor>& v_bufs, const std::optional<Tensor>& key_mask,
               const std::vector<Tensor>& prefix_k, const std::vector<Tensor>& prefix_v,
-              const std::optional<Tensor>& prefix_mask, bool sdpa, bool native_attention) const {
+              const std::optional<Tensor>& prefix_mask, bool sdpa, bool native_attention,
+              const std::optional<Tensor>& slots) const {
     at::InferenceMode guard;
     const int64_t R = tok.size(0), C = tok_emb.size(1), H = n_head, D = C / H, S = t + 1;
     const size_t n_layer = k_bufs.size();
@@ -358,13 +370,15 @@ struct Weights {
       Tensor qkv = apply(L[4 * i], h).view({R, 1, 3, H, D}).permute({2, 0, 3, 1, 4});  // (3, R, H, 1, D)
       Tensor q = qkv[0], k = qkv[1], v = qkv[2];
       const int64_t g = prefix_k.empty() ? t : t - prefix_k[i].size(2);
-      k_bufs[i].narrow(2, g, 1).copy_(k);
-      v_bufs[i].narrow(2, g, 1).copy_(v);
+      k_bufs[i].narrow(0, 0, R).narrow(2, g, 1).copy_(k);
+      v_bufs[i].narrow(0, 0, R).narrow(2, g, 1).copy_(v);
       Tensor ks = k_bufs[i].narrow(2, 0, g + 1), vs = v_bufs[i].narrow(2, 0, g + 1);
       Tensor y;
+      const Tensor table = slots.has_value() ? *slots : Tensor();
+      TORCH_CHECK(!table.defined() || (native_attention && native::runs(q, ks)), "slots need the native attention");
       if (native_attention && native::runs(q, ks)) {
-        y = prefix_k.empty() ? native::attend_one(q, Tensor(), Tensor(), Tensor(), ks, vs, mask)
-                             : native::attend_one(q, prefix_k[i], prefix_v[i], pmask, ks, vs, Tensor());
+        y = prefix_k.empty() ? native::attend_one(q, Tensor(), Tensor(), Tensor(), ks, vs, mask, table)
+                             : native::attend_one(q, prefix_k[i], prefix_v[i], pmask, ks, vs, Tensor(), table);
       } else {
         y = prefix_k.empty() ? attend(q, ks, vs, mask, sdpa) : attend_shared(q, prefix_k[i], prefix_v[i], pmask, ks, vs);
         y = y.transpose(1, 2).reshape({R, C});

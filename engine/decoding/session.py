@@ -20,7 +20,7 @@ import torch
 from .cache import PromptStore, make_cache, prompt_kv
 from .compiled import compiled_step
 from .fused import extension as fused_extension, fused_step, session_weights
-from .precision import model_at
+from .precision import model_at, tiled_unavailable
 from ..device import phase, synchronize
 from ..tokenizer import PAD_ID
 
@@ -110,6 +110,9 @@ class BatchSession(_Timed):
         self.tables = None if opts.rebuild_masks else self._build_tables(self.pad)
         self.compiled = compiled_step(model) if opts.compile != "off" else None  # options checked the rest
         self.fused = session_weights(model) if opts.step != "modules" else None  # built before the first step
+        if (self.shared and opts.step == "native" and self.fused is not None and opts.cache == "static"
+                and self.cache_like().dtype == torch.float32 and tiled_unavailable() is None):
+            self.cache.inner.use_slots()  # beams follow their parents by a table, not by copying the cache
 
     def _build_tables(self, pad: torch.Tensor) -> dict[str, torch.Tensor]:
         """Masks and positions for every step, built once and sliced per step (V3 and fastest)."""
@@ -197,7 +200,7 @@ class BatchSession(_Timed):
             prefix, static = (cache.prefix_k, cache.prefix_v, cache.prefix_mask), cache.inner
         k, v = static.buffers(tok.size(0), cfg.n_head, cfg.head_dim, self.cache_like())
         return fused_step(self.fused, tok, pos, S - 1, k, v, self._key_mask(S), prefix, self.opts.attention,
-                          self.opts.step == "native")
+                          self.opts.step == "native", static.slots)
 
     def _fused_prefill(self) -> torch.Tensor:
         """Logits (rows, V) after every prompt from decoding/fused.py: the module path's prefill in one C++ call,
