@@ -57,8 +57,9 @@ def svg_chart(arms: dict, pair: str, key: str, title: str) -> str:
               for name, arm in arms.items()}
     xs = [x for s in series.values() for x, _ in s] or [0, 1]
     ys = [y for s in series.values() for _, y in s] or [0, 1]
-    x1, y0, y1 = max(xs) or 1, min(0.0, min(ys)), max(ys) or 1
-    sx = lambda x: L + (W - L - 10) * x / x1
+    x0, x1, y0, y1 = min(xs), max(xs), min(0.0, min(ys)), max(ys) or 1
+    x0 = 0.0 if x0 < (x1 - x0) else x0  # a run that continues a trained model starts far from 0: show its span
+    sx = lambda x: L + (W - L - 10) * (x - x0) / ((x1 - x0) or 1)
     sy = lambda y: H - B - (H - B - 20) * (y - y0) / ((y1 - y0) or 1)
     colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
@@ -66,7 +67,7 @@ def svg_chart(arms: dict, pair: str, key: str, title: str) -> str:
            f'<text x="{W / 2}" y="13" text-anchor="middle">{title}</text>',
            f'<line x1="{L}" y1="{H - B}" x2="{W - 10}" y2="{H - B}" stroke="#444"/>',
            f'<line x1="{L}" y1="20" x2="{L}" y2="{H - B}" stroke="#444"/>',
-           f'<text x="{(W + L) / 2}" y="{H - 5}" text-anchor="middle">training minutes (0 to {x1:.0f})</text>']
+           f'<text x="{(W + L) / 2}" y="{H - 5}" text-anchor="middle">training minutes ({x0:.0f} to {x1:.0f})</text>']
     for y in (y0, (y0 + y1) / 2, y1):
         out.append(f'<text x="{L - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.2f}</text>')
     for k, (name, pts) in enumerate(series.items()):
