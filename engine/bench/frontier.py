@@ -42,28 +42,21 @@ def _short(cascade: str) -> str:
     return ">".join(s.strip().replace("beam ", "") for s in cascade.split(">"))
 
 
-def _run(subject: Subject, batch: list, opts, group: int) -> tuple[list[bool], list[int], list[float]]:
-    """Decode `batch` in calls of `group` problems; per problem: verified, and decode steps it took part in; per
-    call: its milliseconds (decoding, then checking answers in score order until one verifies)."""
-    verified, steps, ms = [], [], []
-    opts = replace(opts, max_new=max_new_for(subject, batch))
-    for lo in range(0, len(batch), group):
-        fs = [p.f for p in batch[lo: lo + group]]
-        accept = verifier(fs)
+def _call(subject: Subject, fs: list, opts) -> tuple[list[bool], list[int], float]:
+    """One decode call on the polynomials fs: per problem, verified and the decode steps it took part in; and
+    the call's milliseconds (decoding, then checking answers in score order until one verifies)."""
+    accept = verifier(fs)
 
-        def call():
-            result = run_to_completion(decode_polynomials(subject.model, fs, opts, accept))
-            return result, [any(accept(i, h.ids) for h in hyps) for i, hyps in enumerate(result.hypotheses)]
+    def call():
+        result = run_to_completion(decode_polynomials(subject.model, fs, opts, accept))
+        return result, [any(accept(i, h.ids) for h in hyps) for i, hyps in enumerate(result.hypotheses)]
 
-        t, (result, ok) = timed(call, subject.device)
-        ms.append(t)
-        verified += ok
-        seen = [0] * len(fs)
-        for s in result.steps:
-            for p in {b.problem for b in s.beams}:
-                seen[p] += 1
-        steps += seen
-    return verified, steps, ms
+    ms, (result, verified) = timed(call, subject.device)
+    seen = [0] * len(fs)
+    for s in result.steps:
+        for p in {b.problem for b in s.beams}:
+            seen[p] += 1
+    return verified, seen, ms
 
 
 def pareto(rows: list[dict]) -> None:
@@ -90,26 +83,33 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
     for pair in grid["pairs"]:
         batch = problems(pair, grid["problems"])
         key = f"{pair[0]}_{pair[1]}"
+        plan_here = [(label, replace(opts, max_new=max_new_for(subject, batch))) for label, opts in plan]
         for _ in range(warmup):
-            for _, opts in plan:
-                _run(subject, batch[:2], opts, 2)
+            for _, opts in plan_here:
+                _call(subject, [p.f for p in batch[:2]], opts)
         for mode in MODES:
             group = grid["batch"] if mode == "batched" else 1
-            # The strategies take turns run by run (as in util.interleaved): a slow spell of the machine hits
-            # them alike, so close ones (beam K against beam K stop) are compared fairly.
-            calls: dict[str, list[list[float]]] = {label: [] for label, _ in plan}  # per run: ms of each call
-            last = {}
+            calls = [[p.f for p in batch[lo: lo + group]] for lo in range(0, len(batch), group)]
+            # Paired timing: every call (a batch, or one problem) runs every strategy in turn, the order rotated
+            # from call to call and run to run, so close strategies (beam K against beam K stop) meet the same
+            # machine and no strategy always follows the same one.
+            ms: dict[str, list[list[float]]] = {label: [[] for _ in calls] for label, _ in plan_here}
+            last: dict[str, list] = {label: [None] * len(calls) for label, _ in plan_here}
             for r in range(runs):
-                for label, opts in plan:
-                    report(progress, done / total, f"frontier {key}: {mode}, run {r + 1}/{runs}: {label}")
-                    done += 1
-                    *last[label], call_ms = _run(subject, batch, opts, group)
-                    calls[label].append(call_ms)
-            for label, _ in plan:
-                ok, st = last[label]
+                report(progress, done / total, f"frontier {key}: {mode}, run {r + 1}/{runs}")
+                for c, fs in enumerate(calls):
+                    k = (r * len(calls) + c) % len(plan_here)
+                    for label, opts in plan_here[k:] + plan_here[:k]:
+                        ok, st, t = _call(subject, fs, opts)
+                        ms[label][c].append(t)
+                        last[label][c] = (ok, st)
+                done += len(plan_here)
+            for label, _ in plan_here:
+                ok = [v for c in last[label] for v in c[0]]
+                st = [v for c in last[label] for v in c[1]]
                 # Each call's fastest run (timeit's rule: a slower run measured the machine, not the code), summed
-                times[key, label, mode] = sum(map(min, zip(*calls[label]))) / len(batch)
-                mean = sum(map(sum, calls[label])) / len(calls[label]) / len(batch)
+                times[key, label, mode] = sum(min(m) for m in ms[label]) / len(batch)
+                mean = sum(sum(m) for m in ms[label]) / runs / len(batch)
                 acc[key, label, mode], steps[key, label, mode] = sum(ok) / len(ok), st
                 rows.append({"pair": key, "mode": mode, "strategy": label, "problems": len(batch),
                              "verified": sum(ok), "accuracy": round(sum(ok) / len(ok), 4),
@@ -126,8 +126,8 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
         "decode and to check answers in score order until one verifies, divided by the problems",
         f"ms_per_problem: every call (a batch, or one problem) timed in each of {runs} run(s); the fastest time of "
         "each call, summed (timeit's rule: on a shared machine a slower run measures the interference, not the "
-        "code); mean_ms_per_problem: the mean over runs of the whole pass; the strategies of a pair and mode take "
-        "turns run by run",
+        "code); mean_ms_per_problem: the mean over runs; each call runs every strategy in turn, the order rotated "
+        "from call to call and run to run",
         f"batched: {grid['batch']} problems per call (a cascade passes each call's problems through its stages); "
         "one at a time: one problem per call",
         "stop: stop_on_verified, a problem leaves the batch at its first finished answer that verifies; "
