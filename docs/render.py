@@ -317,7 +317,7 @@ def readme(args) -> None:
         text = replace_block(text, "prompt-ab", ab_block(ab))
     order = os.path.join(MODEL_DIR, "answer_order_ab.json")
     if os.path.exists(order):
-        text = replace_block(text, "answer-order-ab", ab_block(order, "answer_order_ab", ("2_2", "2_3", "3_3")))
+        text = replace_block(text, "answer-order-ab", ab_block(order, "answer_order_ab", ("2_2", "3_3", "2_4", "4_4")))
     for prefix in ("standard", "small"):
         if glob.glob(os.path.join(MODEL_DIR, f"eval_{prefix}_*.json")):
             text = replace_block(text, f"eval-{prefix}", eval_block(prefix))
