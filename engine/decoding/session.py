@@ -46,10 +46,10 @@ def open_session(model, prompts: Sequence[Sequence[int]], opts,
     store = (PromptStore, problems): the prompts are rows `problems` of the store's batch; the prefill takes
     them from the store when it holds them, else computes them and leaves them there (a cascade's stages share
     one prefill: decoding/cascade.py). Only the batched session with a cache uses it."""
+    model, prompts = model_at(model, opts.precision, opts.linear), [list(map(int, p)) for p in prompts]
     if opts.one_at_a_time:
-        return SerialSession(model_at(model, opts.precision, opts.linear), [list(map(int, p)) for p in prompts], opts)
-    return BatchSession(model_at(model, opts.precision, opts.linear), [list(map(int, p)) for p in prompts], opts,
-                        store)
+        return SerialSession(model, prompts, opts)
+    return BatchSession(model, prompts, opts, store)
 
 # Elements (4 MB of float32) per temporary of one no-cache forward. Small on purpose: glibc hands freed
 # blocks of this size back to later steps, while bigger ones (which grow with S every step) pile up in its
@@ -110,7 +110,8 @@ class BatchSession(_Timed):
         self.tables = None if opts.rebuild_masks else self._build_tables(self.pad)
         self.compiled = compiled_step(model) if opts.compile != "off" else None  # options checked the rest
         self.fused = session_weights(model) if opts.step != "modules" else None  # built before the first step
-        if (self.shared and opts.step == "native" and self.fused is not None and opts.cache == "static"
+        # (a step other than "modules" runs on the static cache only: DecodeOptions checks it)
+        if (self.shared and opts.step == "native" and self.fused is not None
                 and self.cache_like().dtype == torch.float32 and tiled_unavailable() is None):
             self.cache.inner.use_slots()  # beams follow their parents by a table, not by copying the cache
 
