@@ -113,3 +113,19 @@ def test_the_native_step_follows_beams_by_slots_with_the_same_outputs(model, mon
         used.clear()
         run_to_completion(decode(wide, prompts, preset("fastest", decoder="beam", width=3, max_new=6, **over)))
         assert not used, over
+
+
+@pytest.mark.parametrize("head_dim", [16, 36, 64])
+def test_the_native_attention_gives_the_module_paths_beams_for_every_head_size(head_dim):
+    """The native attention sums 4 keys at a time and holds 32 outputs in registers: head sizes 16 (8-wide only),
+    36 (a 32-wide block and a scalar tail) and 64 (two blocks), prompts of 3, 4 and 10 keys (whole groups of 4
+    and a rest) and a growing generated part all give the module path's beams and scores."""
+    from engine.model import GPTConfig
+    torch.manual_seed(head_dim)
+    wide = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=2 * head_dim, block_size=64)).eval()
+    for width in (1, 4):
+        kw = dict(decoder="beam" if width > 1 else "greedy", width=width, max_new=9)
+        got = run_to_completion(decode(wide, PROMPTS, preset("fastest", **kw)))
+        want = run_to_completion(decode(wide, PROMPTS, preset("fastest", step="modules", linear="aten", **kw)))
+        assert [h.ids for g in got.hypotheses for h in g] == [h.ids for g in want.hypotheses for h in g]
+        assert scores(got) == pytest.approx(scores(want), abs=1e-4)

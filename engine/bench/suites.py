@@ -138,8 +138,8 @@ def beam(subject: Subject, runs: int, warmup: int, n: int = 30, widths: tuple[in
     for wi, w in enumerate(widths):
         for ci, (label, opts, batched) in enumerate(beam_configs(w)):
             report(progress, (wi * 4 + ci) / total, f"beam width {w}: {label}")
-            for _ in range(warmup):
-                _beam_pass(subject, batch[:1], opts, False)
+            for _ in range(warmup):  # the shape the timed runs call: one problem, or the whole batch at once
+                _beam_pass(subject, batch if batched else batch[:1], opts, batched)
             times = []
             for _ in range(runs):
                 ms, calls = timed(lambda: _beam_pass(subject, batch, opts, batched), subject.device)

@@ -228,13 +228,6 @@ __attribute__((target("avx2,fma"))) inline float dot(const float* a, const float
   return s;
 }
 
-__attribute__((target("avx2,fma"))) inline void axpy(float p, const float* v, float* o, int64_t D) {
-  int64_t d = 0;
-  const __m256 pb = _mm256_set1_ps(p);
-  for (; d + 8 <= D; d += 8) _mm256_storeu_ps(o + d, _mm256_fmadd_ps(pb, _mm256_loadu_ps(v + d), _mm256_loadu_ps(o + d)));
-  for (; d < D; ++d) o[d] += p * v[d];
-}
-
 struct Keys {  // one (B, H, L, D) float tensor with a contiguous last dimension, and its (B, 1, 1, >= L) mask
   const float *k = nullptr, *v = nullptr;
   int64_t k0 = 0, k1 = 0, k2 = 0, v0 = 0, v1 = 0, v2 = 0, len = 0;
@@ -252,25 +245,83 @@ struct Keys {  // one (B, H, L, D) float tensor with a contiguous last dimension
   int64_t row(int64_t b, int64_t j) const { return slot ? slot[b * s0 + j] : b; }
 };
 
+__attribute__((target("avx2,fma"))) inline __m128 half(__m256 c) {
+  return _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1));
+}
+
+// The dot products of one query with four keys, each summed as dot() sums it (8 lanes over D in order, the same
+// lane reduction, then the scalar tail): four independent chains instead of one, so the FMAs overlap.
+__attribute__((target("avx2,fma"))) inline void dot4(const float* a, const float* const* b, int64_t D, float* out) {
+  __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8) {
+    const __m256 x = _mm256_loadu_ps(a + d);
+    c0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b[0] + d), c0);
+    c1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b[1] + d), c1);
+    c2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b[2] + d), c2);
+    c3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b[3] + d), c3);
+  }
+  // half(): lanes (l0 + l4, l1 + l5, l2 + l6, l3 + l7); hadd twice: ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7))
+  const __m128 s = _mm_hadd_ps(_mm_hadd_ps(half(c0), half(c1)), _mm_hadd_ps(half(c2), half(c3)));
+  _mm_storeu_ps(out, s);
+  for (int k = 0; k < 4; ++k) {
+    for (int64_t e = d; e < D; ++e) out[k] += a[e] * b[k][e];
+  }
+}
+
 // One query's scaled scores against a key segment's keys (its batch row b, head h) into s, masked keys -inf;
-// returns their max (-inf for an empty segment).
+// returns their max (-inf for an empty segment). Four keys at a time (dot4), the rest one by one (dot): the same
+// sums either way.
 __attribute__((target("avx2,fma"))) float scores(const float* qi, const Keys& keys, int64_t b, int64_t h,
                                                  int64_t D, float scale, float* s) {
-  float top = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < keys.len; ++j) {
-    const bool on = keys.m == nullptr || keys.m[b * keys.m0 + j * keys.m3];
-    s[j] = on ? dot(qi, keys.k + keys.row(b, j) * keys.k0 + h * keys.k1 + j * keys.k2, D) * scale
-              : -std::numeric_limits<float>::infinity();
+  const float inf = std::numeric_limits<float>::infinity();
+  auto on = [&](int64_t j) { return keys.m == nullptr || keys.m[b * keys.m0 + j * keys.m3]; };
+  auto key = [&](int64_t j) { return keys.k + keys.row(b, j) * keys.k0 + h * keys.k1 + j * keys.k2; };
+  float top = -inf;
+  int64_t j = 0;
+  for (; j + 4 <= keys.len; j += 4) {
+    const float* kp[4];
+    for (int u = 0; u < 4; ++u) kp[u] = on(j + u) ? key(j + u) : qi;  // a masked key's slot may hold anything
+    dot4(qi, kp, D, s + j);
+    for (int u = 0; u < 4; ++u) {
+      s[j + u] = on(j + u) ? s[j + u] * scale : -inf;
+      top = std::max(top, s[j + u]);
+    }
+  }
+  for (; j < keys.len; ++j) {
+    s[j] = on(j) ? dot(qi, key(j), D) * scale : -inf;
     top = std::max(top, s[j]);
   }
   return top;
 }
 
-// o += sum_j p[j] * inv * v_j over a key segment's values (batch row b, head h).
+// o += sum_j p[j] * inv * v_j over a key segment's values (batch row b, head h): each output summed over j in
+// order (as one axpy per key would), 32 of them at a time held in registers across the keys.
 __attribute__((target("avx2,fma"))) void mix(const Keys& keys, int64_t b, int64_t h, const float* p, float inv,
                                              float* o, int64_t D) {
-  for (int64_t j = 0; j < keys.len; ++j) {
-    axpy(p[j] * inv, keys.v + keys.row(b, j) * keys.v0 + h * keys.v1 + j * keys.v2, o, D);
+  auto val = [&](int64_t j) { return keys.v + keys.row(b, j) * keys.v0 + h * keys.v1 + j * keys.v2; };
+  int64_t d = 0;
+  for (; d + 32 <= D; d += 32) {
+    __m256 a0 = _mm256_loadu_ps(o + d), a1 = _mm256_loadu_ps(o + d + 8), a2 = _mm256_loadu_ps(o + d + 16),
+           a3 = _mm256_loadu_ps(o + d + 24);
+    for (int64_t j = 0; j < keys.len; ++j) {
+      const __m256 w = _mm256_set1_ps(p[j] * inv);
+      const float* v = val(j) + d;
+      a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
+      a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
+      a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
+      a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
+    }
+    _mm256_storeu_ps(o + d, a0), _mm256_storeu_ps(o + d + 8, a1), _mm256_storeu_ps(o + d + 16, a2);
+    _mm256_storeu_ps(o + d + 24, a3);
+  }
+  for (; d + 8 <= D; d += 8) {
+    __m256 a = _mm256_loadu_ps(o + d);
+    for (int64_t j = 0; j < keys.len; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j] * inv), _mm256_loadu_ps(val(j) + d), a);
+    _mm256_storeu_ps(o + d, a);
+  }
+  for (; d < D; ++d) {
+    for (int64_t j = 0; j < keys.len; ++j) o[d] += p[j] * inv * val(j)[d];
   }
 }
 
