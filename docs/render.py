@@ -30,9 +30,13 @@ COLUMNS = [("greedy", "greedy"), ("beam10", "beam 10"), ("beam64", "beam 64"), (
 
 
 def read_val(run_dir: str) -> list[dict]:
+    """The run's validation rounds. A run continued from before a cool-down (stable.pt) sets that cool-down's
+    steps aside: its rounds from the step it went back to are dropped for the ones the continuation logged."""
     rows = []
     with open(os.path.join(run_dir, "val.csv"), newline="") as fh:
         for r in csv.reader(fh):
+            if rows and int(r[0]) < rows[-1]["step"]:
+                rows = [x for x in rows if x["step"] < int(r[0])]
             rows.append({"step": int(r[0]), "minutes": round(float(r[1]) / 60, 2), "pair": r[2],
                          "accuracy": float(r[3]), "share": float(r[4]) if len(r) > 4 else None,
                          "loss": float(r[5]) if len(r) > 5 else None})

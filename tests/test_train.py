@@ -1,5 +1,6 @@
 """The trainer: answer-only loss masks, a short run, resume and export."""
 import csv
+import importlib.util
 import os
 import signal
 import subprocess
@@ -127,10 +128,11 @@ def test_adaptive_mix_moves_toward_pairs_below_target_and_keeps_a_floor():
 
 
 def test_resume_with_a_bigger_budget_continues_from_before_the_cool_down(tmp_path):
-    """WSD release: the first budget ends with a cool-down; a bigger budget continues from stable.pt."""
+    """WSD release: the first budget ends with a cool-down; a bigger budget continues from stable.pt, and the
+    learning curves docs/render.py draws keep the continuation's validation rounds, not the set-aside ones."""
     run = str(tmp_path / "run")
-    common = ["--preset", "tiny", "--run-dir", run, "--mix", "2_2", "--batch-tokens", "256", "--eval-every", "100",
-              "--eval-n", "2", "--warmup", "1", "--cooldown", "0.5"]
+    common = ["--preset", "tiny", "--run-dir", run, "--mix", "2_2", "--batch-tokens", "256", "--eval-every", "1",
+              "--eval-n", "1", "--warmup", "1", "--cooldown", "0.5"]
     main(common + ["--max-steps", "4"])
     stable = torch.load(os.path.join(run, "stable.pt"), weights_only=True)
     state = torch.load(os.path.join(run, "state.pt"), weights_only=True)
@@ -139,6 +141,17 @@ def test_resume_with_a_bigger_budget_continues_from_before_the_cool_down(tmp_pat
     state = torch.load(os.path.join(run, "state.pt"), weights_only=True)
     assert state["step"] == 10 and "stable.pt at step 2" in state["history"][-1]["resumed_from"]
     assert [(h["from_step"], h["to_step"]) for h in state["history"]] == [(0, 4), (2, 10)]
+    with open(os.path.join(run, "val.csv"), newline="") as fh:
+        logged = [int(r[0]) for r in csv.reader(fh)]
+    assert logged == [1, 2, 3, 4, 3, 4, 5, 6, 7, 8, 9, 10]  # steps 3-4 twice: the cool-down, then the continuation
+    spec = importlib.util.spec_from_file_location("render", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "render.py"))
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    rows = render.read_val(run)
+    assert [r["step"] for r in rows] == list(range(1, 11))
+    with open(os.path.join(run, "val.csv"), newline="") as fh:
+        last = list(csv.reader(fh))[-8:-6]  # the continuation's rounds at steps 3 and 4
+    assert [r["loss"] for r in rows[2:4]] == [float(r[5]) for r in last]
 
 
 def test_a_bare_resume_trains_with_the_runs_own_recipe_and_exports_a_finished_budget(tmp_path):
