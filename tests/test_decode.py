@@ -7,7 +7,7 @@ import torch
 
 from engine.device import pick_device
 from engine.decoding import (ATTENTIONS, BEAM_CACHES, CACHES, DECODE_PRESETS, DecodeOptions, Hypothesis, best_answer,
-                           decode, preset, rank_answers, run_to_completion, solve)
+                           decode, options, preset, rank_answers, run_to_completion, solve)
 from engine.model import GPT, PRESETS, GPTConfig
 from engine.poly import compose, to_prefix
 from engine.tokenizer import SEP_ID, encode
@@ -252,6 +252,9 @@ def test_presets_exist_and_differ():
     assert DECODE_PRESETS["V1"].cache == "none" and DECODE_PRESETS["V2"].cache == "concat"
     assert DECODE_PRESETS["V3"].cache == "static" and not DECODE_PRESETS["V3"].rebuild_masks
     assert preset("V3", decoder="greedy").decoder == "greedy"
+    # V1 and V2 keep F.linear; V3 adds the CPU-laid-out weights (exact: in the equivalence matrix)
+    assert [DECODE_PRESETS[n].linear for n in ("V1", "V2", "V3")] == ["aten", "aten", "tiled"]
+    assert options("V3", compile="inductor").linear == "aten"  # a compiled step picks its own kernels
 
 
 # ---------------------------------------------------------------- answers
