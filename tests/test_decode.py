@@ -252,9 +252,14 @@ def test_presets_exist_and_differ():
     assert DECODE_PRESETS["V1"].cache == "none" and DECODE_PRESETS["V2"].cache == "concat"
     assert DECODE_PRESETS["V3"].cache == "static" and not DECODE_PRESETS["V3"].rebuild_masks
     assert preset("V3", decoder="greedy").decoder == "greedy"
-    # V1 and V2 keep F.linear; V3 adds the CPU-laid-out weights (exact: in the equivalence matrix)
+    # V1 and V2 keep F.linear through the nn.Modules; V3 adds the CPU-laid-out weights and the fused step (both
+    # exact: in the equivalence matrix); fastest also shares the prompt and runs the native attention
     assert [DECODE_PRESETS[n].linear for n in ("V1", "V2", "V3")] == ["aten", "aten", "tiled"]
-    assert options("V3", compile="inductor").linear == "aten"  # a compiled step picks its own kernels
+    assert [DECODE_PRESETS[n].step for n in ("V1", "V2", "V3", "fastest")] == ["modules", "modules", "fused", "native"]
+    assert DECODE_PRESETS["fastest"].beam_cache == "shared-prefix" != DECODE_PRESETS["V3"].beam_cache
+    compiled = options("V3", compile="inductor")  # a compiled step picks its own kernels and is its own step
+    assert (compiled.linear, compiled.step) == ("aten", "modules")
+    assert options("V3", cache="concat").step == "modules"  # the fused step runs on the static cache only
 
 
 # ---------------------------------------------------------------- answers
