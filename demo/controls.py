@@ -163,7 +163,7 @@ def option_controls(prefix: str, preset: str = "fastest", decoder: str = "beam",
     c: dict[str, gr.components.Component] = {}
     with gr.Group():
         c["preset"] = gr.Dropdown(preset_names(), value=preset, label="Preset", elem_id=f"{prefix}-preset",
-                                  info="the seed's versions V1, V2, V3, or the fastest combination")
+                                  info="V1, V2: the seed's versions; V3: the seed's V3 with our fused step; fastest")
         note = gr.Markdown(preset_note(preset))
         c["decoder"] = gr.Radio(list(engine.DECODERS), value=decoder, label="Decoder", elem_id=f"{prefix}-decoder")
         c["width"] = gr.Slider(1, engine.MAX_WIDTH, value=width, step=1, label="Beam width",
