@@ -1,5 +1,6 @@
 """Integer polynomials: seed prefix format, arithmetic, pretty printing, verification, the classical answer."""
 import random
+from fractions import Fraction
 
 import pytest
 
@@ -136,6 +137,42 @@ def test_q_adic_expansion():
     assert q_adic_expansion(f, q) == (3, -1, 4)
     assert q_adic_expansion(add(f, (0, 1)), q) is None  # a non-constant remainder
     assert q_adic_expansion((1, 0, 1), (0, 0, 2)) is None  # a² + 1 = Q/2 + 1: not integral
+
+
+def _q_adic_rational(f, q):
+    """The expansion by division over the rationals (what q_adic_expansion's integer division must equal)."""
+    digits, r = [], [Fraction(c) for c in f]
+    while len(r) - 1 >= degree(q):
+        quot = [Fraction(0)] * (len(r) - degree(q))
+        for k in range(len(r) - 1, degree(q) - 1, -1):
+            t = quot[k - degree(q)] = r[k] / q[-1]
+            for j, b in enumerate(q):
+                r[k - degree(q) + j] -= t * b
+        if any(c.denominator != 1 for c in r[:degree(q)] + quot):
+            return None
+        rem = normalize(int(c) for c in r[:degree(q)])
+        if len(rem) > 1:
+            return None
+        digits.append(rem[0] if rem else 0)
+        r = [Fraction(x) for x in normalize(int(x) for x in quot)]
+    return None if len(r) > 1 else normalize(digits + [int(r[0]) if r else 0])
+
+
+def test_q_adic_expansion_matches_rational_division():
+    """Integer long division (rejecting at the first quotient coefficient the leading coefficient does not
+    divide) gives the rational division's answer on valid inners, their shifts, multiples and near misses."""
+    rng = random.Random(11)
+    cases = 0
+    for prob in problems(per_pair=12, seed=12):
+        f, q = prob.f, prob.q
+        near = [add(q, (0,) * i + (d,)) for i in range(len(q)) for d in (-1, 1)]
+        for cand in [q, scale(q, -3), scale(q, 2), add(q, (rng.randint(-9, 9),)), canonical_inner(q), *near]:
+            if degree(cand) >= 1:
+                assert q_adic_expansion(f, cand) == _q_adic_rational(f, cand), (f, cand)
+                cases += 1
+        g = add(f, (0,) * rng.randint(1, len(f) - 1) + (rng.choice((-1, 1)),))  # off by one in a non-constant term
+        assert q_adic_expansion(g, q) == _q_adic_rational(g, q) is None
+    assert cases > 1000
 
 
 def test_classical_decomposition_composes_back_to_f():

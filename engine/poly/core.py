@@ -6,7 +6,6 @@ A polynomial is a tuple of Python ints in ascending degree with no trailing zero
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from math import gcd
 from typing import Iterable
 
@@ -260,28 +259,31 @@ class Verdict:
 
 def q_adic_expansion(f: Poly, q: Poly) -> Poly | None:
     """Integer c_i with f = sum c_i q^i, or None if the repeated division leaves a non-constant
-    or non-integer remainder. Requires deg q >= 1."""
+    or non-integer remainder. Requires deg q >= 1.
+
+    Each division is long division in integers: a quotient coefficient that q's leading coefficient does not
+    divide makes the quotient non-integral, and the answer None, at once (the rational division would carry
+    the fraction to the end and reject it there), so no fractions are needed."""
     dq = degree(q)
     lead = q[-1]
     digits: list[int] = []
     r = list(f)
     while len(r) - 1 >= dq:
-        # Divide r by q exactly over the rationals; the quotient must be integral.
-        num = [Fraction(c) for c in r]
-        quot = [Fraction(0)] * (len(num) - dq)
+        num = list(r)
+        quot = [0] * (len(num) - dq)
         for k in range(len(num) - 1, dq - 1, -1):
-            t = num[k] / lead
-            quot[k - dq] = t
-            if t:
+            if num[k]:
+                t, left = divmod(num[k], lead)
+                if left:
+                    return None
+                quot[k - dq] = t
                 for j, b in enumerate(q):
                     num[k - dq + j] -= t * b
-        if any(c.denominator != 1 for c in num[:dq]) or any(x.denominator != 1 for x in quot):
-            return None
-        rem = normalize(int(c) for c in num[:dq])
+        rem = normalize(num[:dq])
         if len(rem) > 1:
             return None
         digits.append(rem[0] if rem else 0)
-        r = list(normalize(int(x) for x in quot))
+        r = list(normalize(quot))
     if len(r) > 1:
         return None
     digits.append(r[0] if r else 0)
