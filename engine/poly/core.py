@@ -267,19 +267,18 @@ def q_adic_expansion(f: Poly, q: Poly) -> Poly | None:
     dq = degree(q)
     lead = q[-1]
     digits: list[int] = []
-    r = list(f)
+    r = list(f)  # the dividend, reduced in place to the remainder: a fresh list every round
     while len(r) - 1 >= dq:
-        num = list(r)
-        quot = [0] * (len(num) - dq)
-        for k in range(len(num) - 1, dq - 1, -1):
-            if num[k]:
-                t, left = divmod(num[k], lead)
+        quot = [0] * (len(r) - dq)
+        for k in range(len(r) - 1, dq - 1, -1):
+            if r[k]:
+                t, left = divmod(r[k], lead)
                 if left:
                     return None
                 quot[k - dq] = t
                 for j, b in enumerate(q):
-                    num[k - dq + j] -= t * b
-        rem = normalize(num[:dq])
+                    r[k - dq + j] -= t * b
+        rem = normalize(r[:dq])
         if len(rem) > 1:
             return None
         digits.append(rem[0] if rem else 0)
