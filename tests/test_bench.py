@@ -230,6 +230,11 @@ def test_frontier_on_the_shipped_model_verifies_and_the_search_rules_hold():
     assert summary["stop_on_verified_accuracy_gap"] == {"2_2": 0.0}
     assert summary["cascade_accuracy_gap"]["2_2"] <= 0
     assert 0 <= summary["stop_on_verified_saved_steps"]["2_2"] < 1
+    # answer checks are timed inside each call: every strategy checks at least one answer, within its own time
+    assert all(0 < r["check_ms_per_problem"] < r["ms_per_problem"] for r in result["rows"])
+    assert 0 < summary["stop_check_share_max"] < 1
+    spread = summary["run_to_run_spread"]["2_2"]
+    assert spread is None if result["settings"]["runs"] < 2 else spread >= 0
 
 
 def test_frontier_flags(capsys, tmp_path):

@@ -9,6 +9,8 @@ an accepted answer has checked it already). demo/figures.py draws the result as 
 """
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import replace
 
 from ..decoding import DEFAULT_CASCADE, decode_polynomials, preset, run_to_completion, verifier
@@ -42,10 +44,19 @@ def _short(cascade: str) -> str:
     return ">".join(s.strip().replace("beam ", "") for s in cascade.split(">"))
 
 
-def _call(subject: Subject, fs: list, opts) -> tuple[list[bool], list[int], float]:
-    """One decode call on the polynomials fs: per problem, verified and the decode steps it took part in; and
-    the call's milliseconds (decoding, then checking answers in score order until one verifies)."""
-    accept = verifier(fs)
+def _call(subject: Subject, fs: list, opts) -> tuple[list[bool], list[int], float, float]:
+    """One decode call on the polynomials fs: per problem, verified and the decode steps it took part in; the
+    call's milliseconds (decoding, then checking answers in score order until one verifies); and the
+    milliseconds of those spent in answer checks (during the search and after it)."""
+    check = verifier(fs)
+    spent = [0.0]
+
+    def accept(problem, ids):
+        t0 = time.perf_counter()
+        try:
+            return check(problem, ids)
+        finally:
+            spent[0] += time.perf_counter() - t0
 
     def call():
         result = run_to_completion(decode_polynomials(subject.model, fs, opts, accept))
@@ -56,7 +67,7 @@ def _call(subject: Subject, fs: list, opts) -> tuple[list[bool], list[int], floa
     for s in result.steps:
         for p in {b.problem for b in s.beams}:
             seen[p] += 1
-    return verified, seen, ms
+    return verified, seen, ms, spent[0] * 1e3
 
 
 def pareto(rows: list[dict]) -> None:
@@ -77,7 +88,7 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
     if n is not None:
         grid["problems"] = n
     plan = strategies(grid)
-    rows, times, acc, steps = [], {}, {}, {}
+    rows, times, checks, acc, steps, spreads = [], {}, {}, {}, {}, {}
     total = len(grid["pairs"]) * len(plan) * len(MODES) * runs
     done = 0
     for pair in grid["pairs"]:
@@ -94,14 +105,16 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
             # from call to call and run to run, so close strategies (beam K against beam K stop) meet the same
             # machine and no strategy always follows the same one.
             ms: dict[str, list[list[float]]] = {label: [[] for _ in calls] for label, _ in plan_here}
+            check_ms: dict[str, list[list[float]]] = {label: [[] for _ in calls] for label, _ in plan_here}
             last: dict[str, list] = {label: [None] * len(calls) for label, _ in plan_here}
             for r in range(runs):
                 report(progress, done / total, f"frontier {key}: {mode}, run {r + 1}/{runs}")
                 for c, fs in enumerate(calls):
                     k = (r * len(calls) + c) % len(plan_here)
                     for label, opts in plan_here[k:] + plan_here[:k]:
-                        ok, st, t = _call(subject, fs, opts)
+                        ok, st, t, t_check = _call(subject, fs, opts)
                         ms[label][c].append(t)
+                        check_ms[label][c].append(t_check)
                         last[label][c] = (ok, st)
                 done += len(plan_here)
             for label, _ in plan_here:
@@ -109,14 +122,19 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
                 st = [v for c in last[label] for v in c[1]]
                 # Each call's fastest run (timeit's rule: a slower run measured the machine, not the code), summed
                 times[key, label, mode] = sum(min(m) for m in ms[label]) / len(batch)
+                # the checks of each call's fastest run (the run its time comes from)
+                checks[key, label, mode] = sum(cm[m.index(min(m))]
+                                               for m, cm in zip(ms[label], check_ms[label])) / len(batch)
+                spreads.setdefault(key, []).extend(max(m) / min(m) - 1 for m in ms[label] if len(m) > 1)
                 mean = sum(sum(m) for m in ms[label]) / runs / len(batch)
                 acc[key, label, mode], steps[key, label, mode] = sum(ok) / len(ok), st
                 rows.append({"pair": key, "mode": mode, "strategy": label, "problems": len(batch),
                              "verified": sum(ok), "accuracy": round(sum(ok) / len(ok), 4),
                              "ms_per_problem": round(times[key, label, mode], 2), "mean_ms_per_problem": round(mean, 2),
+                             "check_ms_per_problem": round(checks[key, label, mode], 3),
                              "steps_per_problem": round(sum(st) / len(st), 2)})
     pareto(rows)
-    summary = _summary(grid, times, acc, steps)
+    summary = _summary(grid, times, checks, acc, steps, spreads)
     settings = {"pairs": [f"{i}_{j}" for i, j in grid["pairs"]], "problems_per_pair": grid["problems"],
                 "batch": grid["batch"], "runs": runs, "warmup": warmup, "options": "preset fastest",
                 "sample_temperature": SAMPLE_TEMPERATURE, "max_new": answer_rule(subject)}
@@ -134,18 +152,24 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
         f"cascade {casc}: each stage decodes only the problems no earlier stage verified; best of N: N samples "
         "per problem in one batch, stopping at the first that verifies",
         "steps_per_problem: decode steps in which the problem still had live rows (summed over a cascade's stages)",
+        "check_ms_per_problem: the part of ms_per_problem spent checking answers (DESIGN.md's verification), during "
+        "the search (stop, cascades, best of N) and after it",
         "pareto: no other strategy of the same pair and mode is at least as accurate and as fast",
         f"summary: cascade_time_ratio = cascade {casc} time / beam {wide} time; cascade_accuracy_gap = beam "
         f"{wide} accuracy - cascade accuracy, in points; stop_on_verified_speedup = beam {plain} time / beam "
         f"{plain} stop time; stop_on_verified_saved_steps = share of beam {plain}'s decode steps the stop skips",
+        "stop_check_share_max: the largest share of a stop search's time spent checking answers (its only work "
+        "beyond the plain search's, over every width, pair and mode); run_to_run_spread: per pair, the median "
+        "over every call of every strategy of (slowest run / fastest run - 1), the timing noise to read "
+        "stop_slowest_speedup against",
     ]
-    columns = ["pair", "mode", "strategy", "accuracy", "ms_per_problem", "mean_ms_per_problem", "steps_per_problem",
-               "pareto"]
+    columns = ["pair", "mode", "strategy", "accuracy", "ms_per_problem", "mean_ms_per_problem", "check_ms_per_problem",
+               "steps_per_problem", "pareto"]
     return {"suite": "frontier", "settings": settings, "definitions": definitions, "columns": columns, "rows": rows,
             "summary": summary, "notes": []}
 
 
-def _summary(grid: dict, times: dict, acc: dict, steps: dict) -> dict:
+def _summary(grid: dict, times: dict, checks: dict, acc: dict, steps: dict, spreads: dict) -> dict:
     wide, plain, casc = f"beam {grid['wide_beam']}", f"beam {grid['plain_beam']}", f"cascade {_short(grid['cascade'])}"
     pairs = [f"{i}_{j}" for i, j in grid["pairs"]]
     b, one = MODES
@@ -176,4 +200,9 @@ def _summary(grid: dict, times: dict, acc: dict, steps: dict) -> dict:
     # The stop runs a subset of the plain search's steps, each the same work: its time can only differ by the checks
     out["stop_never_more_steps"] = all(sum(steps[k, f"beam {w} stop", m]) <= sum(steps[k, f"beam {w}", m])
                                        for k in pairs for m in MODES for w in grid["widths"])
+    # ... so its only extra work is checking answers as they finish: their share of the stop's time, at most
+    out["stop_check_share_max"] = round(max(checks[k, f"beam {w} stop", m] / times[k, f"beam {w} stop", m]
+                                            for k in pairs for m in MODES for w in grid["widths"]), 4)
+    # how far two runs of the same call lie apart on this machine (median over every call of every strategy)
+    out["run_to_run_spread"] = {k: round(statistics.median(spreads[k]), 3) if spreads.get(k) else None for k in pairs}
     return out
