@@ -104,8 +104,8 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
             # Paired timing: every call (a batch, or one problem) runs every strategy in turn, the order rotated
             # from call to call and run to run, so close strategies (beam K against beam K stop) meet the same
             # machine and no strategy always follows the same one.
-            ms: dict[str, list[list[float]]] = {label: [[] for _ in calls] for label, _ in plan_here}
-            check_ms: dict[str, list[list[float]]] = {label: [[] for _ in calls] for label, _ in plan_here}
+            # per strategy and call, every run's (milliseconds, of which checking answers)
+            ms: dict[str, list[list[tuple[float, float]]]] = {label: [[] for _ in calls] for label, _ in plan_here}
             last: dict[str, list] = {label: [None] * len(calls) for label, _ in plan_here}
             for r in range(runs):
                 report(progress, done / total, f"frontier {key}: {mode}, run {r + 1}/{runs}")
@@ -113,20 +113,19 @@ def frontier(subject: Subject, runs: int, warmup: int, smoke: bool = False, pair
                     k = (r * len(calls) + c) % len(plan_here)
                     for label, opts in plan_here[k:] + plan_here[:k]:
                         ok, st, t, t_check = _call(subject, fs, opts)
-                        ms[label][c].append(t)
-                        check_ms[label][c].append(t_check)
+                        ms[label][c].append((t, t_check))
                         last[label][c] = (ok, st)
                 done += len(plan_here)
             for label, _ in plan_here:
                 ok = [v for c in last[label] for v in c[0]]
                 st = [v for c in last[label] for v in c[1]]
                 # Each call's fastest run (timeit's rule: a slower run measured the machine, not the code), summed
-                times[key, label, mode] = sum(min(m) for m in ms[label]) / len(batch)
-                # the checks of each call's fastest run (the run its time comes from)
-                checks[key, label, mode] = sum(cm[m.index(min(m))]
-                                               for m, cm in zip(ms[label], check_ms[label])) / len(batch)
-                spreads.setdefault(key, []).extend(max(m) / min(m) - 1 for m in ms[label] if len(m) > 1)
-                mean = sum(sum(m) for m in ms[label]) / runs / len(batch)
+                # (its checks: those of the same fastest run)
+                fastest = [min(m) for m in ms[label]]
+                times[key, label, mode] = sum(t for t, _ in fastest) / len(batch)
+                checks[key, label, mode] = sum(t_check for _, t_check in fastest) / len(batch)
+                spreads.setdefault(key, []).extend(max(m)[0] / min(m)[0] - 1 for m in ms[label] if len(m) > 1)
+                mean = sum(t for m in ms[label] for t, _ in m) / runs / len(batch)
                 acc[key, label, mode], steps[key, label, mode] = sum(ok) / len(ok), st
                 rows.append({"pair": key, "mode": mode, "strategy": label, "problems": len(batch),
                              "verified": sum(ok), "accuracy": round(sum(ok) / len(ok), 4),
