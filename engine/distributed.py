@@ -9,9 +9,12 @@ torchrun sets RANK, LOCAL_RANK and WORLD_SIZE. Without them (plain `python -m ..
 """
 from __future__ import annotations
 
+import gc
+import itertools
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -50,8 +53,10 @@ def init(device: torch.device) -> tuple[Dist, torch.device]:
 @contextmanager
 def joined(device: torch.device):
     """init() for the length of a `with` block, yielding (Dist, device); the group is left at its end. After a
-    clean block every rank first waits for the others: gloo aborts a process that tears its group down while a
-    peer is still sending. After an exception there is no barrier, so a failing rank cannot hang."""
+    clean block every rank first waits, through the rendezvous store, until all have left their last collective,
+    so no gloo message is in flight when the connections close (a rank that tore its group down straight after
+    a gloo barrier once aborted with "terminate called without an active exception"). After an exception there
+    is no wait, so a failing rank cannot hang."""
     d, device = init(device)
     clean = False
     try:
@@ -59,9 +64,21 @@ def joined(device: torch.device):
         clean = True
     finally:
         if d.enabled and dist.is_initialized():
+            gc.collect()  # a DDP wrapper left in a reference cycle lets go of the group before it is destroyed
             if clean:
-                dist.barrier()
+                all_arrived(d)
             dist.destroy_process_group()
+
+
+_WAITS = itertools.count()  # every rank waits the same number of times, so the n-th wait has the same key on all
+
+
+def all_arrived(d: Dist, timeout: float = 600.0) -> None:
+    """Wait until every rank has called this (one counter and one flag in the store, no gloo traffic)."""
+    store, key = dist.distributed_c10d._get_default_store(), f"polydecode/arrived/{next(_WAITS)}"
+    if store.add(key, 1) == d.world_size:
+        store.set(key + "/all", "1")
+    store.wait([key + "/all"], timedelta(seconds=timeout))
 
 
 def gather_rows(d: Dist, values: list[float], device: torch.device) -> torch.Tensor:
