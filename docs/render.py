@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import hashlib
 import json
 from html import escape
 import os
@@ -134,6 +135,20 @@ def run_block(path: str, every: int = 3) -> str:
                               "" if not data.get("note") else data["note"]])
 
 
+def checkpoint_label(data: dict) -> str:
+    """Name the weights an evaluation ran on by their hash: the shipped weights/default wherever the bytes are the
+    same (an evaluation of a candidate file that was then shipped unchanged), else the path it ran with."""
+    sha = data.get("weights_sha256")
+    shipped = os.path.join(ROOT, "weights", "default.safetensors")
+    if sha and os.path.exists(shipped):
+        with open(shipped, "rb") as fh:
+            if hashlib.sha256(fh.read()).hexdigest() == sha:
+                return f"weights/default ({data.get('steps', '?'):,} training steps, sha256 {sha[:12]})"
+    ck = data.get("checkpoint", "?")
+    ck = os.path.relpath(ck, ROOT) if os.path.isabs(ck) else ck
+    return f"{ck} (sha256 {sha[:12]}, not the shipped weights)" if sha else ck
+
+
 def eval_block(prefix: str) -> str:
     results, checkpoints = {}, set()
     for key, _ in COLUMNS:
@@ -142,8 +157,7 @@ def eval_block(prefix: str) -> str:
             with open(path) as fh:
                 data = json.load(fh)
             results[key] = {re.search(r"(\d_\d)\.txt$", r["file"]).group(1): r for r in data["results"]}
-            ck = data.get("checkpoint", "?")
-            checkpoints.add(os.path.relpath(ck, ROOT) if os.path.isabs(ck) else ck)
+            checkpoints.add(checkpoint_label(data))
     cols = [(k, label) for k, label in COLUMNS if k in results]
     head = "| pair | problems | " + " | ".join(label for _, label in cols) + " | seed's greedy |"
     lines = [head, "|" + "---|" * (len(cols) + 3)]
