@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import hashlib
 import json
 from html import escape
 import os
@@ -135,21 +134,18 @@ def run_block(path: str, every: int = 3) -> str:
                               "" if not data.get("note") else data["note"]])
 
 
-def checkpoint_label(data: dict) -> str:
+def checkpoint_label(data: dict, shipped_digest: str | None) -> str:
     """Name the weights an evaluation ran on by their hash: the shipped weights/default wherever the bytes are the
     same (an evaluation of a candidate file that was then shipped unchanged), else the path it ran with."""
     sha = data.get("weights_sha256")
-    shipped = os.path.join(ROOT, "weights", "default.safetensors")
-    if sha and os.path.exists(shipped):
-        with open(shipped, "rb") as fh:
-            if hashlib.sha256(fh.read()).hexdigest() == sha:
-                return f"weights/default ({data.get('steps', '?'):,} training steps, sha256 {sha[:12]})"
+    if sha and sha == shipped_digest:
+        return f"weights/default ({data.get('steps', '?'):,} training steps, sha256 {sha[:12]})"
     ck = data.get("checkpoint", "?")
     ck = os.path.relpath(ck, ROOT) if os.path.isabs(ck) else ck
     return f"{ck} (sha256 {sha[:12]}, not the shipped weights)" if sha else ck
 
 
-def eval_block(prefix: str) -> str:
+def eval_block(prefix: str, shipped_digest: str | None) -> str:
     results, checkpoints = {}, set()
     for key, _ in COLUMNS:
         path = os.path.join(MODEL_DIR, f"eval_{prefix}_{key}.json")
@@ -157,7 +153,7 @@ def eval_block(prefix: str) -> str:
             with open(path) as fh:
                 data = json.load(fh)
             results[key] = {re.search(r"(\d_\d)\.txt$", r["file"]).group(1): r for r in data["results"]}
-            checkpoints.add(checkpoint_label(data))
+            checkpoints.add(checkpoint_label(data, shipped_digest))
     cols = [(k, label) for k, label in COLUMNS if k in results]
     head = "| pair | problems | " + " | ".join(label for _, label in cols) + " | seed's greedy |"
     lines = [head, "|" + "---|" * (len(cols) + 3)]
@@ -322,9 +318,14 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 def readme(args) -> None:
     path = os.path.join(ROOT, "README.md")
+    sys.path.insert(0, ROOT)  # run as a script from anywhere: the engine package lives at the root
+    from engine.bench.report import render as render_bench
+    from engine.checkpoint import weights_digest
+
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
     shipped = os.path.join(ROOT, "weights", "default")
+    shipped_digest = weights_digest(shipped) if os.path.exists(shipped + ".safetensors") else None
     if os.path.exists(shipped + ".json"):
         text = replace_block(text, "shipped-model", model_block(shipped))
     run = os.path.join(MODEL_DIR, "main_run.json")
@@ -338,7 +339,7 @@ def readme(args) -> None:
         text = replace_block(text, "answer-order-ab", ab_block(order, "answer_order_ab", ("2_2", "3_3", "2_4", "4_4")))
     for prefix in ("standard", "small"):
         if glob.glob(os.path.join(MODEL_DIR, f"eval_{prefix}_*.json")):
-            text = replace_block(text, f"eval-{prefix}", eval_block(prefix))
+            text = replace_block(text, f"eval-{prefix}", eval_block(prefix, shipped_digest))
     frontier = sorted(glob.glob(FRONTIER_GLOB))
     if frontier:
         block, svgs = frontier_block(frontier)
@@ -346,9 +347,6 @@ def readme(args) -> None:
         for svg, body in svgs.items():
             with open(svg, "w") as fh:
                 fh.write(body)
-    sys.path.insert(0, ROOT)  # run as a script from anywhere: the engine package lives at the root
-    from engine.bench.report import render as render_bench
-
     text = render_bench(text, ROOT)  # the benchmark tables, from docs/bench/*.json
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
